@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #0db7b243
 from __future__ import annotations
-import os, zipfile
+import os, zipfile, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -36,12 +36,15 @@ class DataError(ValueError):
 def _check_split(x, y, name):
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
         raise DataError(f"x_{name} must be uint8 images of shape (N, 32, 32, 3); got "
-                        f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}.")
+                        f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}. "
+                        "Store the images as CIFAR-10 ships them: uint8, height × width × RGB.")
     if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"y_{name} must be a 1-d integer array of labels; got {getattr(y, 'dtype', type(y).__name__)} {getattr(y, 'shape', '')}.")
-    if len(x) != len(y): raise DataError(f"x_{name} has {len(x)} images but y_{name} has {len(y)} labels.")
-    if len(y) == 0: raise DataError(f"The {name} split is empty.")
-    if y.min() < 0 or y.max() > 9: raise DataError(f"y_{name} has labels outside 0-9 (min {y.min()}, max {y.max()}).")
+        raise DataError(f"y_{name} must be a 1-d integer array of labels; got {getattr(y, 'dtype', type(y).__name__)} "
+                        f"{getattr(y, 'shape', '')}. Store one class number (0-9) per image.")
+    if len(x) != len(y): raise DataError(f"x_{name} has {len(x)} images but y_{name} has {len(y)} labels; give one label per image.")
+    if len(y) == 0: raise DataError(f"The {name} split is empty; give at least one image.")
+    if y.min() < 0 or y.max() > 9:
+        raise DataError(f"y_{name} has labels outside 0-9 (min {y.min()}, max {y.max()}); CIFAR-10's labels are the class numbers 0-9.")
 
 # %% ../nbs/00_data.ipynb #7d40498d
 @dataclass
@@ -78,6 +81,9 @@ def read_npz(path) -> Cifar10:
     "Read CIFAR-10 from an `.npz` holding `x_train`, `y_train`, `x_test`, `y_test` (and optionally `classes`)."
     path = Path(path)
     if not path.is_file(): raise DataError(f"No file at {path}. Give the path of a CIFAR-10 .npz file.")
+    if not zipfile.is_zipfile(path):  # an .npz is a zip archive; a truncated one has lost the archive's index at its end
+        raise DataError(f"{path} is not a readable .npz file (it holds no complete zip archive). "
+                        "Check that it is complete, or write it again with numpy.savez.")
     try:
         with np.load(path, allow_pickle=False) as d:
             missing = {'x_train', 'y_train', 'x_test', 'y_test'} - set(d.files)
@@ -85,7 +91,7 @@ def read_npz(path) -> Cifar10:
             arrays = {k: d[k] for k in ('x_train', 'y_train', 'x_test', 'y_test')}
             classes = tuple(d['classes']) if 'classes' in d.files else CLASSES
     except DataError: raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
         raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}). "
                         "Check that it is complete, or write it again with numpy.savez.") from None
     return Cifar10.from_arrays(**arrays, classes=classes, source=str(path))

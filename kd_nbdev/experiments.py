@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb #19e72fce
 from __future__ import annotations
-import json, os, platform, shlex, sys, time
+import json, math, os, platform, shlex, sys, time, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -12,7 +12,7 @@ from fastcore.script import call_parse, anno_parser
 from .data import Cifar10, DataError, load_cifar10
 from .models import DeepNN, LightNN, forward_with_hidden
 from .training import (Objective, CrossEntropy, TrainingError, fit, evaluate, default_device, resolve_precision,
-                               save_atomic, load_safely)
+                               save_atomic, load_safely, fingerprint)
 from .kd import SoftTargetKD
 from .cosine import CosineHint
 from .regressor import RegressorHint
@@ -59,14 +59,14 @@ _WEIGHTS = {'student_kd': ('soft_weight', 'kd_ce_weight'), 'student_cosine': ('c
 def _check_settings(s:Settings):
     for k in ('epochs', 'batch_size', 'lr', 'T'):
         v = getattr(s, k)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
             raise ConfigError(f"{k} must be a positive number, not {v!r}")
     for k in ('epochs', 'batch_size', 'regressor_kernel'):
         if int(getattr(s, k)) != getattr(s, k): raise ConfigError(f"{k} must be a whole number, not {getattr(s, k)!r}")
     for name, ws in _WEIGHTS.items():
         vals = [getattr(s, w) for w in ws]
         if any(v < 0 for v in vals): raise ConfigError(f"loss weights must not be negative: {', '.join(f'{w}={v}' for w, v in zip(ws, vals))}")
-        if sum(vals) == 0: raise ConfigError(f"the loss weights of {name} ({' and '.join(ws)}) are all zero: nothing would be learned")
+        if sum(vals) == 0: raise ConfigError(f"the loss weights of {name} ({' and '.join(ws)}) are all zero: nothing would be learned; give one of them a positive value")
     if not 0 <= s.teacher_dropout < 1: raise ConfigError(f"teacher_dropout must be in [0, 1), not {s.teacher_dropout}")
     if s.regressor_kernel not in (2, 3): raise ConfigError(f"regressor_kernel must be 2 (the tutorial's) or 3, not {s.regressor_kernel}")
     resolve_precision(s.precision, 'cpu') if s.precision in ('auto', 'fp32', 'bf16') else _bad_precision(s.precision)
@@ -103,11 +103,14 @@ def check_request(experiments:list[str], s:Settings, teacher=None):
     students = [e for e in experiments if e != 'teacher']
     needs = [e for e in students if make_objective(e, s).needs_teacher]
     if needs and 'teacher' not in experiments and teacher is None:
-        raise ConfigError(f"{', '.join(needs)} need a teacher: add 'teacher' to the experiments or give a trained one (--teacher teacher.pt)")
+        raise ConfigError(f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'} a teacher: add 'teacher' to the experiments or give a trained one (--teacher teacher.pt)")
     t_model = teacher if isinstance(teacher, torch.nn.Module) else make_teacher(s)
     x = torch.zeros(1, 3, 32, 32)
     with torch.no_grad():
-        t_shape = forward_with_hidden(t_model.eval(), x)[1].shape[1:]
+        t_logits, t_hidden = forward_with_hidden(t_model.eval(), x)
+        if 'student_kd' in needs and t_logits.shape[1:] != (10,):
+            raise ConfigError(f"student_kd needs a teacher that scores the 10 classes, but this one gives {tuple(t_logits.shape[1:])} outputs per image")
+        t_shape = t_hidden.shape[1:]
         for e in needs:
             s_shape = forward_with_hidden(make_student(e, s).eval(), x)[1].shape[1:]
             try: make_objective(e, s).check_hidden(tuple(s_shape), tuple(t_shape))
@@ -116,14 +119,36 @@ def check_request(experiments:list[str], s:Settings, teacher=None):
 # %% ../nbs/07_experiments.ipynb #58f5144a
 def load_teacher(path, s:Settings) -> DeepNN:
     "A trained teacher from a state-dict file written by `kd_run` (read without executing pickled code)."
-    path = Path(path)
-    if not path.is_file(): raise ConfigError(f"no teacher checkpoint at {path}")
+    path, fix = Path(path), "give the teacher.pt that kd_run wrote, or add 'teacher' to the experiments to train one"
+    if not path.is_file(): raise ConfigError(f"no teacher checkpoint at {path}; {fix}")
     try:
-        sd = load_safely(path)
-        model = make_teacher(s); model.load_state_dict(sd.get('model', sd))
+        with warnings.catch_warnings(): warnings.simplefilter('ignore'); sd = load_safely(path)
     except Exception as e:
-        raise ConfigError(f"{path} is not a DeepNN checkpoint written by kd_run ({type(e).__name__}: {str(e)[:200]})") from None
+        raise ConfigError(f"{path} cannot be read as PyTorch weights ({type(e).__name__}; pickled objects are never "
+                          f"loaded); {fix}") from None
+    if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']
+    model = make_teacher(s); own = model.state_dict()
+    if not isinstance(sd, dict) or set(sd) != set(own) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ConfigError(f"{path} does not hold the weights of a DeepNN; {fix}")
+    if bad := [k for k in own if sd[k].shape != own[k].shape]:
+        raise ConfigError(f"{path} holds a network of another shape than DeepNN ({bad[0]} is {tuple(sd[bad[0]].shape)}, "
+                          f"not {tuple(own[bad[0]].shape)}): kd_run distils from the tutorial's DeepNN only; a teacher of "
+                          "another shape needs an adapter between its features and the student's, which check_request "
+                          "names when given that teacher in Python")
+    model.load_state_dict(sd)
     return model
+
+def _read_results(out) -> dict:
+    "The results of an earlier run in `out` ({} when there are none)."
+    p = Path(out)/'results.json'
+    if not p.exists(): return {}
+    try: return json.loads(p.read_text())
+    except ValueError: raise ConfigError(f"{p} is not readable JSON; move it away to start afresh, or choose another --out") from None
+
+def _check_device(device):
+    try: d = torch.device(device)
+    except RuntimeError: raise ConfigError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise ConfigError("PyTorch sees no CUDA GPU here; use --device cpu")
 
 def _device_name(device) -> str:
     if device.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -148,13 +173,20 @@ def run_experiments(data:Cifar10, # the data to train and test on
     if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s)
     check_request(names, s, teacher)
     out = Path(out) if out else None
+    if out and out.exists() and not out.is_dir(): raise ConfigError(f"{out} is a file, not a folder; choose another --out")
     if out and (out/'results.json').exists() and not resume:
         raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
+    if device is not None: _check_device(device)
     device = torch.device(device or default_device())
     precision = resolve_precision(s.precision, device)
-    old = json.loads((out/'results.json').read_text()) if out and resume and (out/'results.json').exists() else {}
-    res = {'runs': old.get('runs', {}) if old.get('settings') == asdict(s) else {}, 'settings': asdict(s), 'seeds': seeds,
-           'precision': precision, 'train_size': len(data.y_train), 'test_size': len(data.y_test), 'data': data.source,
+    old = _read_results(out) if out and resume else {}
+    given = fingerprint(teacher.state_dict()) if teacher is not None and 'teacher' not in names else None
+    inputs = {'settings': asdict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),
+              'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given}
+    if changed := [k for k, v in inputs.items() if v is not None and old.get(k, v) != v]:
+        raise ConfigError(f"{out} holds a run with other {', '.join(changed)}; resume it with the options it was started "
+                          "with, or choose another --out")
+    res = {'runs': old.get('runs', {}), **inputs, 'seeds': seeds, 'precision': precision, 'data': data.source,
            'device': _device_name(device), 'torch': torch.__version__, 'command': command, 'seconds': {}}
     t_start = time.perf_counter()
     def save():
@@ -174,6 +206,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
     if 'teacher' in names:
         if out and resume and (out/'teacher.pt').exists() and 'teacher' in res['runs']: teacher = load_teacher(out/'teacher.pt', s)
         else:
+            res['runs'].pop('teacher', None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
             torch.manual_seed(seeds[0]); teacher = make_teacher(s)
             train('teacher', teacher, seeds[0])
             if out: save_atomic(teacher.state_dict(), out/'teacher.pt')
@@ -186,6 +219,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
             teacher_outputs = cached_teacher(teacher, data, precision=precision, channels_last=s.channels_last, device=device, progress=progress, log=log)
             res['seconds']['teacher_cache'] = round(time.perf_counter() - t0, 1)
         else: teacher_outputs = teacher
+    if teacher is not None: res['teacher_weights'] = fingerprint(teacher.state_dict())
     extra = (teacher_key(teacher, data, precision),) if teacher is not None else ()
     for name in students:
         for seed in seeds:
@@ -221,6 +255,8 @@ def comparison_table(res:dict) -> str:
     return '\n'.join(rows)
 
 # %% ../nbs/07_experiments.ipynb #92b6621f
+def _one_line(e) -> str: return ' '.join(str(e).split())
+
 @call_parse
 def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 folder, or 'sample' (default: $KD_NBDEV_DATA, then ./data, then download)
            experiments:str=','.join(EXPERIMENTS), # comma-separated experiments, from: teacher, student_ce, student_kd, student_cosine, student_regressor
@@ -258,7 +294,8 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
             regressor_ce_weight=regressor_ce_weight, regressor_kernel=regressor_kernel, teacher_dropout=teacher_dropout,
             **({} if faithful else {'precision': precision, 'teacher_cache': not no_cache}))
         names = parse_experiments(experiments)
-        seed_list = [int(x) for x in seeds.split(',')] if seeds else [seed]
+        try: seed_list = [int(x) for x in seeds.split(',')] if seeds else [seed]
+        except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {seeds!r}") from None
         for k, v in (('train_size', train_size), ('test_size', test_size)):
             if v is not None and v <= 0: raise ConfigError(f"{k} must be a positive number, not {v}")
         check_request(names, s, teacher)
@@ -267,12 +304,12 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
         d = load_cifar10(data)
         if train_size or test_size: d = d.subset(train_size, test_size)
         res = run_experiments(d, names, s, seed_list, out, teacher, resume, device, not quiet, log, command)
-    except (ConfigError, DataError) as e:
-        print(f"kd_run: error: {e}", file=sys.stderr); sys.exit(2)
-    except ValueError as e:  # e.g. a seed that is not a number
-        print(f"kd_run: error: {e}", file=sys.stderr); sys.exit(2)
+    except (ConfigError, DataError, ValueError) as e:  # ValueError: e.g. a number option given text
+        print(f"kd_run: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
     except TrainingError as e:
-        print(f"kd_run: {e}\nFinished experiments are in {out}/results.json.", file=sys.stderr); sys.exit(1)
+        kept = (f"finished experiments are kept in {Path(out)/'results.json'}" if (Path(out)/'results.json').exists()
+                else "no experiment had finished")
+        print(f"kd_run: error: {_one_line(e)} The run stopped; {kept}.", file=sys.stderr); sys.exit(1)
     except KeyboardInterrupt:
         print(f"\nkd_run: interrupted. Finished experiments are in {out}/results.json; "
               f"run the same command with --resume to continue.", file=sys.stderr); sys.exit(130)
