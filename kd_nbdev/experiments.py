@@ -191,6 +191,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
     t_start = time.perf_counter()
     def save():
         res['total_seconds'] = round(time.perf_counter() - t_start + old.get('total_seconds', 0), 1)
+        res.update(experiments=summarize(res), epochs=s.epochs, peak_rss_mb=max(_peak_rss_mb(), old.get('peak_rss_mb', 0)))
         if out: out.mkdir(parents=True, exist_ok=True); _write_json(res, out/'results.json')
     def train(name, model, seed, teacher_outputs=None, extra=()):
         if (done := res['runs'].get(name, {}).get(str(seed))) is not None: log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
@@ -227,6 +228,13 @@ def run_experiments(data:Cifar10, # the data to train and test on
             train(name, make_student(name, s), seed, teacher_outputs, extra)
     save()
     return res
+
+def _peak_rss_mb() -> float:
+    "Peak resident memory of this process so far, in MB (0 where the OS does not say)."
+    try: import resource
+    except ImportError: return 0.
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
 
 def _write_json(obj, path):
     tmp = Path(str(path) + '.tmp')
