@@ -323,6 +323,10 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
               f"run the same command with --resume to continue.", file=sys.stderr); sys.exit(130)
     print(comparison_table(res))
     print(f"\nResults: {Path(out)/'results.json'}  (teacher weights: {Path(out)/'teacher.pt'})")
+    try:
+        from kd_nbdev.results import save_plots  # a later chapter; imported here so kd_run alone needs no matplotlib setup
+        print(f"Plots: {', '.join(str(p) for p in save_plots(res, out, run=out, data=d))}")
+    except Exception as e: print(f"(no plots: {_one_line(e)})", file=sys.stderr)  # the results are safe whatever happens here
     return res
 
 # %% ../nbs/07_experiments.ipynb #b95b59e7

@@ -198,7 +198,8 @@ def load_models(run, # a kd_run output folder
 
 # %% ../nbs/10_results.ipynb #abc4b947
 def run_test_set(res:dict, data=None) -> Cifar10:
-    "The data a run was tested on: `data` if given, else the source recorded in `res`, cut to the run's test size."
+    "The data a run was tested on: `data` (a `Cifar10` or a path) if given, else the source recorded in `res`, cut to the run's test size."
+    if isinstance(data, Cifar10): return data.subset(None, res.get('test_size'))
     src = data or re.sub(r'\[:\w*,:\w*\]$', '', res.get('data', '')) or None
     if src is None: raise DataError("the run does not record its data; pass the CIFAR-10 it used (--data)")
     d = load_cifar10(src, download=False)
