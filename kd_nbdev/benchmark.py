@@ -8,9 +8,10 @@ import json, os, shlex, shutil, statistics, subprocess, sys, tempfile, threading
 from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
+from .cli import dashed_cli
 
 # %% auto #0
-__all__ = ['PHASES', 'DISTILLATION', 'process_tree', 'process_memory_mb', 'TreeSampler', 'run_measured', 'BenchError',
+__all__ = ['PHASES', 'DISTILLATION', 'main', 'process_tree', 'process_memory_mb', 'TreeSampler', 'run_measured', 'BenchError',
            'RunFailed', 'parse_reference', 'read_ours', 'reference_command', 'ours_command', 'bench_env', 'run_order',
            'ratio', 'compare_phases', 'distillation_vs_ce', 'extrapolate', 'extrapolation', 'summarize_bench',
            'markdown_report', 'find_reference', 'check_data', 'bench', 'kd_bench']
@@ -358,3 +359,5 @@ def kd_bench(data:str=None, # CIFAR-10 .npz file (default: $KD_NBDEV_DATA)
     print(markdown_report(b))
     print(f"\nWritten: {out}")
     return b
+
+main = dashed_cli(kd_bench)  # the installed `kd_bench` also takes --dashed-options

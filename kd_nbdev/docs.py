@@ -9,10 +9,11 @@ from pathlib import Path
 import yaml
 from execnb.nbio import read_nb, write_nb, dict2nb, mk_cell, new_nb
 from fastcore.script import call_parse
+from .cli import dashed_cli
 from nbdev.config import get_config
 
 # %% auto #0
-__all__ = ['split_directives', 'frontmatter', 'api_label', 'showdoc_md', 'local_doc_links', 'myst_cells', 'doc_pages',
+__all__ = ['main', 'split_directives', 'frontmatter', 'api_label', 'showdoc_md', 'local_doc_links', 'myst_cells', 'doc_pages',
            'write_sources', 'DocsError', 'sphinx_build', 'build_site', 'fenced', 'relink', 'readme_md', 'write_readme',
            'kd_docs']
 
@@ -256,3 +257,5 @@ def kd_docs(readme:bool=False, # only write README.md from the index notebook
     try: out = build_site(path, dest, n_workers=n_workers, force=force, quiet=not verbose)
     except DocsError as e: sys.exit(str(e))
     print(f'built {out}/index.html')
+
+main = dashed_cli(kd_docs)  # the installed `kd_docs` also takes --dashed-options

@@ -8,7 +8,8 @@ import json, math, os, platform, shlex, sys, time, warnings
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
-from fastcore.script import call_parse, anno_parser
+from fastcore.script import call_parse
+from .cli import dashed_cli
 from .data import Cifar10, DataError, load_cifar10
 from .models import DeepNN, LightNN, forward_with_hidden
 from .training import (Objective, CrossEntropy, TrainingError, fit, evaluate, default_device, resolve_precision,
@@ -19,8 +20,9 @@ from .regressor import RegressorHint
 from .fast import cached_teacher, teacher_key
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'ConfigError', 'Settings', 'make_teacher', 'make_student', 'make_objective', 'parse_experiments',
-           'check_request', 'load_teacher', 'run_experiments', 'summarize', 'comparison_table', 'kd_run', 'main']
+__all__ = ['EXPERIMENTS', 'main', 'ConfigError', 'Settings', 'make_teacher', 'make_student', 'make_objective',
+           'parse_experiments', 'check_request', 'load_teacher', 'run_experiments', 'summarize', 'comparison_table',
+           'kd_run']
 
 # %% ../nbs/07_experiments.ipynb #92e57e94
 EXPERIMENTS = ('teacher', 'student_ce', 'student_kd', 'student_cosine', 'student_regressor')
@@ -329,10 +331,5 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
     except Exception as e: print(f"(no plots: {_one_line(e)})", file=sys.stderr)  # the results are safe whatever happens here
     return res
 
-# %% ../nbs/07_experiments.ipynb #b95b59e7
-def main():
-    "Entry point of `kd_run`: accept `--batch-size` as well as `--batch_size`."
-    argv = ['--' + a[2:].replace('-', '_') if a.startswith('--') else a for a in sys.argv[1:]]
-    args = vars(anno_parser(kd_run, 'kd_run').parse_args(argv))
-    args.pop('pdb', None); args.pop('xtra', None)
-    kd_run(**args)
+# %% ../nbs/07_experiments.ipynb #3a431c57
+main = dashed_cli(kd_run)

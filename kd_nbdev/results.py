@@ -10,12 +10,13 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse
+from .cli import dashed_cli
 from .data import Cifar10, DataError, load_cifar10
 from .models import DeepNN, LightNN
 from .training import load_safely, predict
 
 # %% auto #0
-__all__ = ['STUDENTS', 'BASELINE', 'LABELS', 'PLOTS', 'betainc', 't_cdf', 't_quantile', 'mean_ci', 'seed_statistics',
+__all__ = ['STUDENTS', 'BASELINE', 'LABELS', 'PLOTS', 'main', 'betainc', 't_cdf', 't_quantile', 'mean_ci', 'seed_statistics',
            'plot_accuracy', 'plot_training_curves', 'ReportError', 'load_results', 'checkpoint_seed', 'load_models',
            'run_test_set', 'plot_predictions', 'report_markdown', 'save_plots', 'write_report', 'kd_report']
 
@@ -305,3 +306,5 @@ def kd_report(run:str='runs/seeds', # the --out folder of a kd_run (results.json
     except (ReportError, DataError) as e:
         print(f"kd_report: error: {e}", file=sys.stderr); sys.exit(2)
     print(text)
+
+main = dashed_cli(kd_report)  # the installed `kd_report` also takes --dashed-options
