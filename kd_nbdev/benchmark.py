@@ -121,13 +121,14 @@ def parse_reference(text:str) -> dict:
 
 # %% ../nbs/09_benchmark.ipynb #03347899
 def read_ours(res:dict) -> dict:
-    "Seconds and accuracy per phase (the teacher-cache pass as `teacher_cache`) from a `kd_run` results.json."
+    "Seconds, accuracy and seconds of test passes per phase (the cache pass as `teacher_cache`) from a `kd_run` results.json."
     missing = [p for p in PHASES if not res.get('runs', {}).get(p)]
     if missing: raise RunFailed(f"kd_run's results.json lacks {', '.join(missing)}")
     first = {p: next(iter(res['runs'][p].values())) for p in PHASES}
     phases = {p: float(r['seconds']) for p, r in first.items()}
     phases['teacher_cache'] = float(res.get('seconds', {}).get('teacher_cache', 0.))
     return {'phases': phases, 'accuracy': {p: r['accuracy'] for p, r in first.items()},
+            'test_seconds': {p: round(sum(h.get('eval_seconds', 0.) for h in r['history']), 2) for p, r in first.items()},
             'total_seconds': float(res['total_seconds']), 'device': res.get('device'), 'precision': res.get('precision'),
             'train_size': res.get('train_size'), 'test_size': res.get('test_size'),
             'epochs': res.get('settings', {}).get('epochs')}
@@ -228,6 +229,7 @@ def summarize_bench(runs:list[dict], epochs:int, train_size:int, test_size:int, 
                                    'reference': distillation_vs_ce({p: cmp[p]['reference'] for p in PHASES}),
                                    'cache_included': 'ours: the teacher-cache pass once, a third added to each distillation experiment'},
             'extrapolation': extrapolation(cmp, epochs, train_size, test_size, full_epochs, full_train_size),
+            'ours_test_seconds': {p: _median(r['test_seconds'].get(p) for r in side('ours')) for p in PHASES},
             'epochs': epochs, 'train_size': train_size, 'test_size': test_size, 'rounds': rounds, 'threads': threads,
             'interval': interval, 'order': [s for _, s in run_order(rounds)],
             'device': side('ours')[0]['device'], 'devices': {'reference': side('reference')[0]['device'], 'ours': side('ours')[0]['device']},
@@ -252,6 +254,10 @@ def markdown_report(b:dict) -> str:
     L.append(f"| teacher_cache (ours only, once for the 3 distillation runs) | — | {_f(ph['teacher_cache']['ours'])} | — | | |")
     for k, name in (('sum_of_phases', 'sum of phases (ours incl. cache)'), ('wall', '**end to end** (process wall time)')):
         r = b[k]; L.append(f"| {name} | {_f(r['reference'])} | {_f(r['ours'])} | **{_f(r['ratio'], 2)}** | | |")
+    if tests := b.get('ours_test_seconds'):
+        L += ["", f"Ours tests after each of the {b['epochs']} epochs of every phase (for the training curves), the reference "
+              f"once per phase: {_f(sum(v or 0 for v in tests.values()))} s of our phases were test passes "
+              f"({', '.join(f'{p} {_f(v)}' for p, v in tests.items())})."]
     L += ["", "| peak memory (MB, max over rounds) | reference | ours |", "|---|---:|---:|"]
     for k, name in (('max_rss_mb', 'largest single process, exact (wait4 ru_maxrss; incl. reaped DataLoader workers)'),
                     ('tree_rss_mb', f"process tree, RSS summed (sampled every {b['interval']} s)"),
@@ -309,7 +315,7 @@ def _run_side(side, i, reference, data, epochs, train_size, env, tmp, interval, 
 
 def bench(reference, # path of the tutorial's procedure (relative: looked up from here upwards)
           data, # CIFAR-10 .npz file; `None` reads $KD_NBDEV_DATA
-          epochs:int=1, train_size:int=10_000, # the work of each phase, both sides
+          epochs:int=10, train_size:int=10_000, # the work of each phase, both sides
           rounds:int=2, # runs of each side
           threads:int|None=None, # OMP/MKL threads of both sides; `None`: PyTorch's default here
           interval:float=0.2, # seconds between memory samples
@@ -337,7 +343,7 @@ def bench(reference, # path of the tutorial's procedure (relative: looked up fro
 @call_parse
 def kd_bench(data:str=None, # CIFAR-10 .npz file (default: $KD_NBDEV_DATA)
              reference:str='../shared/bench/tutorial_reference.py', # the tutorial's procedure; relative paths are looked up from the current folder upwards
-             epochs:int=1, # epochs of every phase, both sides
+             epochs:int=10, # epochs of every phase, both sides (the full run's 10 by default)
              train_size:int=10_000, # the first N training images, both sides
              rounds:int=2, # runs of each side, alternating (reference, ours, ours, reference, ...)
              threads:int=None, # OMP/MKL threads of both sides (default: PyTorch's default here)

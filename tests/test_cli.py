@@ -33,7 +33,7 @@ def results(out): return json.loads((Path(out)/'results.json').read_text())
 
 def history(res, name, seed='42'):
     "An experiment's per-epoch history without the timings, which differ from run to run."
-    return [{k: v for k, v in row.items() if k != 'seconds'} for row in res['runs'][name][seed]['history']]
+    return [{k: v for k, v in row.items() if k not in ('seconds', 'eval_seconds')} for row in res['runs'][name][seed]['history']]
 
 def assert_same_runs(res, ref, names=EXPERIMENTS):
     for name in names:
