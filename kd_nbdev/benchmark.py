@@ -129,6 +129,7 @@ def read_ours(res:dict) -> dict:
     phases['teacher_cache'] = float(res.get('seconds', {}).get('teacher_cache', 0.))
     return {'phases': phases, 'accuracy': {p: r['accuracy'] for p, r in first.items()},
             'test_seconds': {p: round(sum(h.get('eval_seconds', 0.) for h in r['history']), 2) for p, r in first.items()},
+            'eval_every': res.get('eval_every', 1),
             'total_seconds': float(res['total_seconds']), 'device': res.get('device'), 'precision': res.get('precision'),
             'train_size': res.get('train_size'), 'test_size': res.get('test_size'),
             'epochs': res.get('settings', {}).get('epochs')}
@@ -140,9 +141,10 @@ def reference_command(reference, data, epochs:int, train_size:int, out) -> list[
     "The command that runs the tutorial's procedure."
     return [sys.executable, str(reference), '--npz', str(data), '--epochs', str(epochs), '--train-subset', str(train_size), '--out', str(out)]
 
-def ours_command(data, epochs:int, train_size:int, out) -> list[str]:
-    "The command that runs `kd_run` with its defaults (the fast path)."
-    return [sys.executable, '-c', _KD_RUN, '--data', str(data), '--epochs', str(epochs), '--train-size', str(train_size), '--quiet', '--out', str(out)]
+def ours_command(data, epochs:int, train_size:int, out, eval_every:int|None=None) -> list[str]:
+    "The command that runs `kd_run` with its defaults (the fast path), testing after every `eval_every`-th epoch if given."
+    return [sys.executable, '-c', _KD_RUN, '--data', str(data), '--epochs', str(epochs), '--train-size', str(train_size),
+            *(['--eval-every', str(eval_every)] if eval_every else []), '--quiet', '--out', str(out)]
 
 def bench_env(threads:int) -> dict:
     "This process's environment with the thread count fixed to `threads`."
@@ -186,19 +188,20 @@ def distillation_vs_ce(phases:dict, # one side's seconds per phase
 
 # %% ../nbs/09_benchmark.ipynb #860892e3
 def extrapolate(seconds:float, side:str, phase:str, epochs:int, train_size:int, test_size:int,
-                full_epochs:int=10, full_train_size:int=50_000, test_weight:float=1/3) -> float:
+                full_epochs:int=10, full_train_size:int=50_000, test_weight:float=1/3,
+                eval_every:int=1) -> float: # our side tests after every `eval_every`-th epoch and the last
     "Estimated seconds of `phase` at `full_epochs` × `full_train_size`, from its seconds at `epochs` × `train_size`."
     if phase == 'teacher_cache': return seconds * full_train_size / train_size
-    passes = lambda e: e if side == 'ours' else 1
+    passes = lambda e: -(-e // eval_every) if side == 'ours' else 1  # test passes in `e` epochs
     work = lambda e, n: e * n + passes(e) * test_weight * test_size
     return seconds * work(full_epochs, full_train_size) / work(epochs, train_size)
 
 # %% ../nbs/09_benchmark.ipynb #083b549d
 def extrapolation(cmp:dict, epochs:int, train_size:int, test_size:int, full_epochs:int=10,
-                  full_train_size:int=50_000, test_weight:float=1/3) -> dict:
+                  full_train_size:int=50_000, test_weight:float=1/3, eval_every:int=1) -> dict:
     "Extrapolated seconds per phase and side, their sum, the ratios, and the distillation / cross-entropy ratios."
     ex = lambda s, p: None if cmp[p][s] is None else round(extrapolate(cmp[p][s], s, p, epochs, train_size, test_size,
-                                                                         full_epochs, full_train_size, test_weight), 1)
+                                                                         full_epochs, full_train_size, test_weight, eval_every), 1)
     phases = {p: {s: ex(s, p) for s in ('reference', 'ours')} for p in (*PHASES, 'teacher_cache')}
     for v in phases.values(): v['ratio'] = ratio(v['reference'], v['ours'])
     total = {s: round(sum(v[s] or 0 for v in phases.values()), 1) for s in ('reference', 'ours')}
@@ -210,7 +213,7 @@ def extrapolation(cmp:dict, epochs:int, train_size:int, test_size:int, full_epoc
 
 # %% ../nbs/09_benchmark.ipynb #d3d5acf1
 def summarize_bench(runs:list[dict], epochs:int, train_size:int, test_size:int, rounds:int, threads:int,
-                    interval:float=0.2, full_epochs:int=10, full_train_size:int=50_000) -> dict:
+                    interval:float=0.2, full_epochs:int=10, full_train_size:int=50_000, eval_every:int=1) -> dict:
     "The comparison of the `runs` of both sides, with everything `kd_bench` writes except the command."
     cmp = compare_phases(runs)
     side = lambda s: [r for r in runs if r['side'] == s]
@@ -228,9 +231,9 @@ def summarize_bench(runs:list[dict], epochs:int, train_size:int, test_size:int, 
             'distillation_vs_ce': {'ours': distillation_vs_ce(ours_med, ours_med['teacher_cache']),
                                    'reference': distillation_vs_ce({p: cmp[p]['reference'] for p in PHASES}),
                                    'cache_included': 'ours: the teacher-cache pass once, a third added to each distillation experiment'},
-            'extrapolation': extrapolation(cmp, epochs, train_size, test_size, full_epochs, full_train_size),
+            'extrapolation': extrapolation(cmp, epochs, train_size, test_size, full_epochs, full_train_size, eval_every=eval_every),
             'ours_test_seconds': {p: _median(r['test_seconds'].get(p) for r in side('ours')) for p in PHASES},
-            'epochs': epochs, 'train_size': train_size, 'test_size': test_size, 'rounds': rounds, 'threads': threads,
+            'epochs': epochs, 'train_size': train_size, 'test_size': test_size, 'eval_every': eval_every, 'rounds': rounds, 'threads': threads,
             'interval': interval, 'order': [s for _, s in run_order(rounds)],
             'device': side('ours')[0]['device'], 'devices': {'reference': side('reference')[0]['device'], 'ours': side('ours')[0]['device']},
             'threads_reported': threads_seen, 'precision': {'reference': 'fp32', 'ours': side('ours')[0]['precision']},
@@ -255,9 +258,11 @@ def markdown_report(b:dict) -> str:
     for k, name in (('sum_of_phases', 'sum of phases (ours incl. cache)'), ('wall', '**end to end** (process wall time)')):
         r = b[k]; L.append(f"| {name} | {_f(r['reference'])} | {_f(r['ours'])} | **{_f(r['ratio'], 2)}** | | |")
     if tests := b.get('ours_test_seconds'):
-        L += ["", f"Ours tests after each of the {b['epochs']} epochs of every phase (for the training curves), the reference "
-              f"once per phase: {_f(sum(v or 0 for v in tests.values()))} s of our phases were test passes "
-              f"({', '.join(f'{p} {_f(v)}' for p, v in tests.items())})."]
+        k = b.get('eval_every', 1)
+        how = ("once per phase, after its last epoch, as the reference does" if k >= b['epochs'] else
+               f"after every {'' if k == 1 else f'{k}-th '}epoch of every phase (for the training curves), the reference once per phase")
+        L += ["", f"Ours tests {how} (`--eval-every {k}`): {_f(sum(v or 0 for v in tests.values()))} s of our phases "
+              f"were test passes ({', '.join(f'{p} {_f(v)}' for p, v in tests.items())})."]
     L += ["", "| peak memory (MB, max over rounds) | reference | ours |", "|---|---:|---:|"]
     for k, name in (('max_rss_mb', 'largest single process, exact (wait4 ru_maxrss; incl. reaped DataLoader workers)'),
                     ('tree_rss_mb', f"process tree, RSS summed (sampled every {b['interval']} s)"),
@@ -298,9 +303,10 @@ def check_data(path:str|None) -> tuple[Path, int, int]:
     return p.resolve(), n_train, n_test
 
 # %% ../nbs/09_benchmark.ipynb #250be3a7
-def _run_side(side, i, reference, data, epochs, train_size, env, tmp, interval, log):
+def _run_side(side, i, reference, data, epochs, train_size, env, tmp, interval, log, eval_every=None):
     out = tmp/(f'{side}_round{i + 1}' + ('.json' if side == 'reference' else ''))
-    cmd = reference_command(reference, data, epochs, train_size, out) if side == 'reference' else ours_command(data, epochs, train_size, out)
+    cmd = (reference_command(reference, data, epochs, train_size, out) if side == 'reference' else
+           ours_command(data, epochs, train_size, out, eval_every))
     r = run_measured(cmd, env, cwd=tmp, interval=interval)
     if r['returncode'] != 0:
         tail = ' | '.join(r['stderr'].strip().splitlines()[-3:])
@@ -320,23 +326,25 @@ def bench(reference, # path of the tutorial's procedure (relative: looked up fro
           threads:int|None=None, # OMP/MKL threads of both sides; `None`: PyTorch's default here
           interval:float=0.2, # seconds between memory samples
           full_epochs:int=10, full_train_size:int=50_000, # the full run to extrapolate to
-          log=print) -> dict:
+          log=print,
+          eval_every:int|None=None) -> dict: # our side's --eval-every; `None`: `epochs` (one test pass per phase, as the reference)
     "Run the reference and `kd_run` alternately `rounds` times each; return the comparison."
     reference = find_reference(reference)
     data, n_train, n_test = check_data(data)
-    for k, v in (('epochs', epochs), ('train_size', train_size), ('rounds', rounds)):
+    eval_every = epochs if eval_every is None else eval_every
+    for k, v in (('epochs', epochs), ('train_size', train_size), ('rounds', rounds), ('eval_every', eval_every)):
         if not isinstance(v, int) or v < 1: raise BenchError(f"{k} must be a positive whole number, not {v!r}")
     if train_size > n_train: raise BenchError(f"train_size {train_size} is more than the {n_train} training images in {data}")
     if threads is None:
         import torch; threads = torch.get_num_threads()
     env, tmp = bench_env(threads), Path(tempfile.mkdtemp(prefix='kd_bench_'))
-    try: runs = [_run_side(s, i, reference, data, epochs, train_size, env, tmp, interval, log) for i, s in run_order(rounds)]
+    try: runs = [_run_side(s, i, reference, data, epochs, train_size, env, tmp, interval, log, eval_every) for i, s in run_order(rounds)]
     finally: shutil.rmtree(tmp, ignore_errors=True)
     for r in runs:
         used = r['threads'] if r['side'] == 'reference' else r['device']  # kd_run's device reads 'cpu (<model>, N threads)'
         if used != threads and f"{threads} threads" not in str(used):
             log(f"warning: the {r['side']} run of round {r['round']} did not use {threads} threads: {used}")
-    return summarize_bench(runs, epochs, train_size, n_test, rounds, threads, interval, full_epochs, full_train_size) | {
+    return summarize_bench(runs, epochs, train_size, n_test, rounds, threads, interval, full_epochs, full_train_size, eval_every) | {
         'python': sys.executable, 'reference_script': str(reference), 'data': str(data)}
 
 # %% ../nbs/09_benchmark.ipynb #7b57cc6e
@@ -350,13 +358,15 @@ def kd_bench(data:str=None, # CIFAR-10 .npz file (default: $KD_NBDEV_DATA)
              out:str='results/benchmark.json', # where to write the comparison as JSON
              interval:float=0.2, # seconds between memory samples of each process tree
              full_epochs:int=10, # epochs of the extrapolated full run
-             full_train_size:int=50_000): # training images of the extrapolated full run
+             full_train_size:int=50_000, # training images of the extrapolated full run
+             eval_every:int=None): # kd_run's --eval-every on our side (default: --epochs, one test pass per phase like the reference; 1: kd_run's default, per-epoch curves)
     "Time the tutorial's procedure and kd_run's fast path on the same data, alternately, and compare them."
     command = ' '.join(['kd_bench', *(f"--{k} {shlex.quote(str(v))}" for k, v in
                         (('data', data or os.environ.get('KD_NBDEV_DATA')), ('reference', reference), ('epochs', epochs),
-                         ('train_size', train_size), ('rounds', rounds), ('threads', threads), ('out', out)) if v is not None)])
+                         ('train_size', train_size), ('rounds', rounds), ('threads', threads), ('eval_every', eval_every),
+                         ('out', out)) if v is not None)])
     log = lambda m: print(m, file=sys.stderr, flush=True)
-    try: b = bench(reference, data, epochs, train_size, rounds, threads, interval, full_epochs, full_train_size, log)
+    try: b = bench(reference, data, epochs, train_size, rounds, threads, interval, full_epochs, full_train_size, log, eval_every)
     except BenchError as e:
         print(f"kd_bench: error: {e}", file=sys.stderr); sys.exit(1 if isinstance(e, RunFailed) else 2)
     b = {'command': command, **b}

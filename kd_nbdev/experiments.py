@@ -166,12 +166,14 @@ def run_experiments(data:Cifar10, # the data to train and test on
                     out:str|Path|None=None, # folder for results.json, teacher.pt and checkpoints
                     teacher:str|Path|torch.nn.Module|None=None, # a trained teacher (model or checkpoint file)
                     resume:bool=False, # continue the run in `out` instead of refusing to overwrite it
-                    device=None, progress:bool=True, log=print, command:str='') -> dict:
+                    device=None, progress:bool=True, log=print, command:str='',
+                    eval_every:int=1) -> dict: # test after every `eval_every`-th epoch and the last (1: full training curves)
     "Train the requested experiments in order; save results after each one; return them."
     s = settings or Settings()
     names = parse_experiments(experiments)
     seeds = [int(x) for x in seeds]
     if not seeds: raise ConfigError("give at least one seed")
+    if not isinstance(eval_every, int) or eval_every < 1: raise ConfigError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s)
     check_request(names, s, teacher)
     out = Path(out) if out else None
@@ -189,7 +191,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
         raise ConfigError(f"{out} holds a run with other {', '.join(changed)}; resume it with the options it was started "
                           "with, or choose another --out")
     res = {'runs': old.get('runs', {}), **inputs, 'seeds': seeds, 'precision': precision, 'data': data.source,
-           'device': _device_name(device), 'torch': torch.__version__, 'command': command, 'seconds': {}}
+           'device': _device_name(device), 'torch': torch.__version__, 'command': command, 'eval_every': eval_every, 'seconds': {}}
     t_start = time.perf_counter()
     def save():
         res['total_seconds'] = round(time.perf_counter() - t_start + old.get('total_seconds', 0), 1)
@@ -201,7 +203,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
         hist = fit(model, data, make_objective(name, s), teacher=teacher_outputs, epochs=s.epochs, lr=s.lr,
                    bs=s.batch_size, seed=seed, precision=precision, channels_last=s.channels_last, device=device,
                    checkpoint=out/'checkpoints'/f'{name}_seed{seed}.pt' if out else None, fingerprint_extra=extra,
-                   name=name if len(seeds) == 1 else f'{name} seed {seed}', progress=progress, log=log)
+                   name=name if len(seeds) == 1 else f'{name} seed {seed}', eval_every=eval_every, progress=progress, log=log)
         res['runs'].setdefault(name, {})[str(seed)] = {'accuracy': hist[-1]['test_accuracy'],
                                                       'seconds': round(time.perf_counter() - t0, 1), 'history': hist}
         save()
@@ -293,6 +295,8 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
            test_size:int=None, # use only the first N test images (default: all 10,000)
            resume:bool=False, # continue the interrupted run in --out
            device:str=None, # 'cpu' or 'cuda' (default: cuda when available)
+           threads:int=None, # CPU threads of PyTorch (default: its own choice, one per core); fewer when other work shares the cores
+           eval_every:int=1, # test after every N-th epoch and after the last: 1 draws full training curves, 10 tests once as the tutorial does
            quiet:bool=False): # no progress bars
     "Train the tutorial's teacher and students on CIFAR-10 and print the comparison table."
     command = 'kd_run ' + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == 'kd_run' else ''
@@ -306,14 +310,15 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
         names = parse_experiments(experiments)
         try: seed_list = [int(x) for x in seeds.split(',')] if seeds else [seed]
         except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {seeds!r}") from None
-        for k, v in (('train_size', train_size), ('test_size', test_size)):
+        for k, v in (('train_size', train_size), ('test_size', test_size), ('threads', threads), ('eval_every', eval_every)):
             if v is not None and v <= 0: raise ConfigError(f"{k} must be a positive number, not {v}")
+        if threads: torch.set_num_threads(threads)
         check_request(names, s, teacher)
         if (Path(out)/'results.json').exists() and not resume:
             raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
         d = load_cifar10(data)
         if train_size or test_size: d = d.subset(train_size, test_size)
-        res = run_experiments(d, names, s, seed_list, out, teacher, resume, device, not quiet, log, command)
+        res = run_experiments(d, names, s, seed_list, out, teacher, resume, device, not quiet, log, command, eval_every)
     except (ConfigError, DataError, ValueError) as e:  # ValueError: e.g. a number option given text
         print(f"kd_run: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
     except TrainingError as e:

@@ -131,10 +131,10 @@ def plot_accuracy(res:dict) -> plt.Figure:
 
 # %% ../nbs/10_results.ipynb #0015eeae
 def _curves(runs:dict, key:str) -> np.ndarray:
-    "One row per seed of `key` over the epochs (cut to the shortest history)."
+    "One row per seed of `key` over the epochs (cut to the shortest history); NaN where an epoch was not tested."
     hists = [r['history'] for r in runs.values() if r.get('history')]
     n = min(len(h) for h in hists)
-    return np.array([[row[key] for row in h[:n]] for h in hists])
+    return np.array([[np.nan if row.get(key) is None else row[key] for row in h[:n]] for h in hists], dtype=float)
 
 def plot_training_curves(res:dict) -> plt.Figure:
     "Training loss, its cross-entropy term and test accuracy per epoch for each method: mean over seeds, band min to max."
@@ -145,6 +145,7 @@ def plot_training_curves(res:dict) -> plt.Figure:
         for name in names:
             y = _curves(res['runs'][name], key)
             x = np.arange(1, y.shape[1] + 1)
+            seen = ~np.isnan(y).any(0); x, y = x[seen], y[:, seen]  # epochs tested by every seed (kd_run --eval-every)
             style = dict(color='gray', ls='--') if name == 'teacher' else dict(color=f'C{STUDENTS.index(name)}')
             ax.plot(x, y.mean(0), marker='.', label=LABELS[name] + (f' ({len(y)} seeds)' if len(y) > 1 else ''), **style)
             if len(y) > 1: ax.fill_between(x, y.min(0), y.max(0), alpha=.2, color=style['color'])

@@ -161,9 +161,11 @@ def fit(student:nn.Module, # the model being trained
         checkpoint:str|Path|None=None, # file for a checkpoint after each epoch; resumed from when it matches
         fingerprint_extra=(), # what else identifies the run (teacher weights, settings) for resuming
         name:str='', # how messages and progress bars call this run
+        eval_every:int=1, # test after every `eval_every`-th epoch and after the last; 1 gives full training curves
         progress:bool=True, # show progress bars
         log=print) -> list[dict]:
-    "Train `student` with `objective` and Adam; evaluate after each epoch; return the per-epoch history."
+    "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
+    if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     objective = objective or CrossEntropy()
     device = torch.device(device or default_device())
     precision = resolve_precision(precision, device)
@@ -198,13 +200,14 @@ def fit(student:nn.Module, # the model being trained
             for k, v in {'loss': loss, **terms}.items(): sums[k] = sums.get(k, 0.) + v.item()
             if i % 20 == 0: bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}")
         t_eval = time.perf_counter()
-        accuracy = evaluate(student, data, precision=precision, device=device, channels_last=channels_last)
+        tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
+        accuracy = evaluate(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
         now = time.perf_counter()
         row = {'epoch': epoch + 1, **{k: v / n_batches for k, v in sums.items()}, 'test_accuracy': accuracy,
                'seconds': round(now - t0, 2), # the whole epoch, its test pass included
                'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
         history.append(row)
-        if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}  test accuracy {row['test_accuracy']:.2f}%")
+        if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
         if checkpoint:
             save_atomic({'student': student.state_dict(), 'objective': objective.state_dict(), 'optimizer': opt.state_dict(),
                          'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,

@@ -112,6 +112,8 @@ BAD = {  # case: (arguments, what the message must say)
     'data as teacher':      (['--experiments', 'student_kd', '--teacher', str(SAMPLE_PATH)], ['cannot be read as PyTorch weights']),
     'seeds not numbers':    (['--seeds', '42,x'], ['--seeds takes whole numbers']),
     'train size 0':         (['--train-size', '0'], ['train_size must be a positive number']),
+    'threads 0':            (['--threads', '0'], ['threads must be a positive number']),
+    'eval every 0':         (['--eval-every', '0'], ['eval_every must be a positive number']),
 }
 
 @pytest.mark.parametrize('case', BAD, ids=[c.replace(' ', '_') for c in BAD])
@@ -125,6 +127,25 @@ def test_bad_input_is_refused_before_training(case, bad, tmp_path):
     for s in says: assert s in lines[0], (s, lines[0])
     assert p.stdout == ''
     assert list(tmp_path.iterdir()) == []  # nothing written: not even the output folder
+
+
+def test_threads_sets_pytorch_threads(tmp_path):
+    p = kd_run('--data', 'sample', '--device', 'cpu', '--experiments', 'student_ce', '--epochs', '1', '--train-size', '128',
+               '--test-size', '100', '--threads', '2', '--out', tmp_path/'run', '--quiet')
+    assert p.returncode == 0, p.stderr
+    assert results(tmp_path/'run')['device'].endswith(', 2 threads)')  # not the OMP_NUM_THREADS=1 the tests start with
+
+
+def test_eval_every_tests_less_and_trains_the_same(reference, tmp_path):
+    _, ref = reference
+    p = kd_run(*RUN, '--eval-every', '2', '--out', tmp_path/'run', '--quiet')
+    assert p.returncode == 0, p.stderr
+    res = results(tmp_path/'run')
+    for name in EXPERIMENTS:
+        rows, ref_rows = res['runs'][name]['42']['history'], ref['runs'][name]['42']['history']
+        assert [r['test_accuracy'] for r in rows] == [None, ref_rows[1]['test_accuracy'], ref_rows[2]['test_accuracy']]
+        assert [r['loss'] for r in rows] == [r['loss'] for r in ref_rows]  # the same training
+    assert res['eval_every'] == 2
 
 
 # ## Same seed, same numbers
