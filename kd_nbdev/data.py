@@ -55,7 +55,8 @@ class Cifar10:
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: tuple = CLASSES
-    source: str = ''  # where the data came from, for reports
+    source: str = ''  # where the data came from, for people (with the subset taken, e.g. `cifar10.npz[:512,:200]`)
+    path: str = ''  # the file or folder it was read from, to read it again
 
     @classmethod
     def from_arrays(cls, x_train, y_train, x_test, y_test, classes=CLASSES, source=''):
@@ -63,7 +64,7 @@ class Cifar10:
         _check_split(x_train, y_train, 'train'); _check_split(x_test, y_test, 'test')
         t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         return cls(t(x_train), torch.from_numpy(y_train.astype(np.int64)), t(x_test),
-                   torch.from_numpy(y_test.astype(np.int64)), tuple(str(c) for c in classes), source)
+                   torch.from_numpy(y_test.astype(np.int64)), tuple(str(c) for c in classes), source, source)
 
     def __repr__(self):
         return f"Cifar10(train={len(self.y_train)}, test={len(self.y_test)}, source={self.source!r})"
@@ -73,7 +74,7 @@ def _subset(self:Cifar10, n_train:int|None=None, n_test:int|None=None) -> Cifar1
     "The first `n_train` training and `n_test` test images (all of a split when `None`)."
     tr, te = slice(n_train), slice(n_test)
     return Cifar10(self.x_train[tr], self.y_train[tr], self.x_test[te], self.y_test[te], self.classes,
-                   f"{self.source}[:{n_train},:{n_test}]" if (n_train or n_test) else self.source)
+                   f"{self.source}[:{n_train},:{n_test}]" if (n_train or n_test) else self.source, self.path)
 Cifar10.subset = _subset
 
 # %% ../nbs/00_data.ipynb #0f979668

@@ -4,322 +4,95 @@
 
 # %% ../nbs/07_experiments.ipynb #19e72fce
 from __future__ import annotations
-import json, math, os, platform, shlex, sys, time, warnings
-from dataclasses import dataclass, asdict, fields
+import shlex, sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
-from fastcore.script import call_parse
-from .cli import dashed_cli
-from .data import Cifar10, DataError, load_cifar10
-from .models import DeepNN, LightNN, forward_with_hidden
-from .training import (Objective, CrossEntropy, TrainingError, fit, evaluate, default_device, resolve_precision,
-                               save_atomic, load_safely, fingerprint)
-from .kd import SoftTargetKD
-from .cosine import CosineHint
-from .regressor import RegressorHint
-from .fast import cached_teacher, teacher_key
+from .cli import OneLineParser, add_field_options, dashes
+from .data import DataError, load_cifar10
+from .methods.base import ConfigError, param, positive_whole, check_fields, methods, describe
+from .training import TrainingError
+from .config import Settings
+from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize
+from .run import parse_experiments, check_request, run_experiments
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'main', 'TUTORIAL_REPORTS', 'ConfigError', 'Settings', 'make_teacher', 'make_student', 'make_objective',
-           'parse_experiments', 'check_request', 'load_teacher', 'run_experiments', 'summarize', 'comparison_table',
-           'kd_run', 'reproduction_table']
+__all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_parser', 'kd_run', 'main', 'comparison_table',
+           'reproduction_table']
 
 # %% ../nbs/07_experiments.ipynb #92e57e94
-EXPERIMENTS = ('teacher', 'student_ce', 'student_kd', 'student_cosine', 'student_regressor')
-
-class ConfigError(ValueError):
-    "Settings or a request that cannot be run."
-
 @dataclass
-class Settings:
-    "Everything that defines a run, with the tutorial's values as defaults."
-    epochs:int = 10
-    lr:float = 1e-3
-    batch_size:int = 128
-    T:float = 5.                  # knowledge distillation temperature
-    soft_weight:float = 0.5       # KD: weight of the soft-target loss
-    kd_ce_weight:float = 0.5      # KD: weight of cross-entropy
-    cosine_weight:float = 0.3     # cosine: weight of the cosine loss
-    cosine_ce_weight:float = 0.7  # cosine: weight of cross-entropy
-    mse_weight:float = 0.7        # regressor: weight of the MSE hint
-    regressor_ce_weight:float = 0.3 # regressor: weight of cross-entropy
-    regressor_kernel:int = 2      # kernel of the regressor student's second conv (the tutorial's quirk; 3 elsewhere)
-    teacher_dropout:float = 0.    # the tutorial's `nn.Dropout(0,1)` is p=0
-    precision:str = 'auto'        # 'auto' (bf16 where supported), 'bf16' or 'fp32'
-    channels_last:bool = True
-    teacher_cache:bool = True     # compute the teacher's outputs once instead of at every step
+class RunOptions:
+    "What `kd_run` is asked to do, beyond the training settings."
+    data: str = param(None, "CIFAR-10 as an .npz file, a torchvision CIFAR-10 folder, or 'sample' (default: $KD_NBDEV_DATA, then ./data, then download)")
+    experiments: str = param(None, "comma-separated experiments (default: all of them; --list-methods shows them)")
+    out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
+    seed: int = param(42, 'seed of the weights and of the data order')
+    seeds: str = param(None, 'several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed')
+    teacher: str = param(None, 'a trained teacher (teacher.pt of an earlier run) for student-only runs')
+    faithful: bool = param(False, "the tutorial's procedure: fp32, NCHW, teacher run at every step (slow on a CPU)")
+    no_cache: bool = param(False, "run the teacher at every step instead of caching its outputs")
+    train_size: int = param(None, 'use only the first N training images (default: all 50,000)', positive_whole)
+    test_size: int = param(None, 'use only the first N test images (default: all 10,000)', positive_whole)
+    resume: bool = param(False, 'continue the interrupted run in --out')
+    device: str = param(None, "'cpu' or 'cuda' (default: cuda when available)")
+    threads: int = param(None, "CPU threads of PyTorch (default: its own choice, one per core); fewer when other work shares the cores", positive_whole)
+    eval_every: int = param(1, 'test after every N-th epoch and after the last: 1 draws full training curves, 10 tests once as the tutorial does', positive_whole)
+    quiet: bool = param(False, 'no progress bars')
 
-    @classmethod
-    def faithful(cls, **kwargs):
-        "The tutorial's procedure: fp32, NCHW, the teacher run at every step."
-        return cls(**{'precision': 'fp32', 'channels_last': False, 'teacher_cache': False, **kwargs})
+def kd_run_parser() -> OneLineParser:
+    "`kd_run`'s parser: the settings, the run's options, the tutorial methods' own options, `--set` and `--list-methods`."
+    p = OneLineParser('kd_run', description="Train the tutorial's teacher and students (or any registered method) and print the comparison table.")
+    add_field_options(p, Settings, skip=('methods', 'channels_last', 'teacher_cache'))
+    add_field_options(p, RunOptions)
+    g = p.add_argument_group("methods' hyperparameters")
+    g.add_argument('--set', action='append', default=[], metavar='METHOD.PARAM=VALUE',
+                   help="set one hyperparameter of one method, e.g. --set kd.T=2 (repeatable; see --list-methods)")
+    g.add_argument('--list-methods', action='store_true', help='print every method with its parameters and defaults, and exit')
+    for m in methods():
+        for f in fields(m.config):
+            if option := f.metadata.get('option'):
+                g.add_argument('--' + option.replace('_', '-'), dest=f'option:{option}', default=None, type=type(f.default),
+                               metavar=type(f.default).__name__.upper(), help=f"same as --set {m.name}.{f.name}=VALUE (default: {f.default})")
+    return p
 
 # %% ../nbs/07_experiments.ipynb #669b664f
-_WEIGHTS = {'student_kd': ('soft_weight', 'kd_ce_weight'), 'student_cosine': ('cosine_weight', 'cosine_ce_weight'),
-            'student_regressor': ('mse_weight', 'regressor_ce_weight')}
-
-def _check_settings(s:Settings):
-    for k in ('epochs', 'batch_size', 'lr', 'T'):
-        v = getattr(s, k)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
-            raise ConfigError(f"{k} must be a positive number, not {v!r}")
-    for k in ('epochs', 'batch_size', 'regressor_kernel'):
-        if int(getattr(s, k)) != getattr(s, k): raise ConfigError(f"{k} must be a whole number, not {getattr(s, k)!r}")
-    for name, ws in _WEIGHTS.items():
-        vals = [getattr(s, w) for w in ws]
-        if any(v < 0 for v in vals): raise ConfigError(f"loss weights must not be negative: {', '.join(f'{w}={v}' for w, v in zip(ws, vals))}")
-        if sum(vals) == 0: raise ConfigError(f"the loss weights of {name} ({' and '.join(ws)}) are all zero: nothing would be learned; give one of them a positive value")
-    if not 0 <= s.teacher_dropout < 1: raise ConfigError(f"teacher_dropout must be in [0, 1), not {s.teacher_dropout}")
-    if s.regressor_kernel not in (2, 3): raise ConfigError(f"regressor_kernel must be 2 (the tutorial's) or 3, not {s.regressor_kernel}")
-    resolve_precision(s.precision, 'cpu') if s.precision in ('auto', 'fp32', 'bf16') else _bad_precision(s.precision)
-
-def _bad_precision(p): raise ConfigError(f"precision must be 'auto', 'fp32' or 'bf16', not {p!r}")
-
-# %% ../nbs/07_experiments.ipynb #f18c5ff9
-def make_teacher(s:Settings) -> DeepNN: return DeepNN(dropout=s.teacher_dropout)
-
-def make_student(name:str, s:Settings) -> LightNN:
-    "The student of experiment `name`."
-    return LightNN(conv2_kernel=s.regressor_kernel if name == 'student_regressor' else 3)
-
-def make_objective(name:str, s:Settings) -> Objective:
-    "The loss of experiment `name`."
-    if name in ('teacher', 'student_ce'): return CrossEntropy()
-    if name == 'student_kd': return SoftTargetKD(s.T, s.soft_weight, s.kd_ce_weight)
-    if name == 'student_cosine': return CosineHint(s.cosine_weight, s.cosine_ce_weight)
-    if name == 'student_regressor': return RegressorHint(16, 32, s.mse_weight, s.regressor_ce_weight)
-    raise ConfigError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
-
-# %% ../nbs/07_experiments.ipynb #24fbbaf3
-def parse_experiments(experiments) -> list[str]:
-    "A list of experiment names from a comma-separated string or a list, checked and in the tutorial's order."
-    names = [e.strip() for e in (experiments.split(',') if isinstance(experiments, str) else experiments) if e.strip()]
-    unknown = [e for e in names if e not in EXPERIMENTS]
-    if unknown: raise ConfigError(f"unknown experiment {', '.join(map(repr, unknown))}; choose from {', '.join(EXPERIMENTS)}")
-    if not names: raise ConfigError(f"no experiment given; choose from {', '.join(EXPERIMENTS)}")
-    return [e for e in EXPERIMENTS if e in names]
-
-def check_request(experiments:list[str], s:Settings, teacher=None):
-    "Raise `ConfigError` if these experiments cannot run with these settings and this teacher."
-    _check_settings(s)
-    students = [e for e in experiments if e != 'teacher']
-    needs = [e for e in students if make_objective(e, s).needs_teacher]
-    if needs and 'teacher' not in experiments and teacher is None:
-        raise ConfigError(f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'} a teacher: add 'teacher' to the experiments or give a trained one (--teacher teacher.pt)")
-    t_model = teacher if isinstance(teacher, torch.nn.Module) else make_teacher(s)
-    x = torch.zeros(1, 3, 32, 32)
-    with torch.no_grad():
-        t_logits, t_hidden = forward_with_hidden(t_model.eval(), x)
-        if 'student_kd' in needs and t_logits.shape[1:] != (10,):
-            raise ConfigError(f"student_kd needs a teacher that scores the 10 classes, but this one gives {tuple(t_logits.shape[1:])} outputs per image")
-        t_shape = t_hidden.shape[1:]
-        for e in needs:
-            s_shape = forward_with_hidden(make_student(e, s).eval(), x)[1].shape[1:]
-            try: make_objective(e, s).check_hidden(tuple(s_shape), tuple(t_shape))
-            except ValueError as err: raise ConfigError(f"{e}: {err}") from None
-
-# %% ../nbs/07_experiments.ipynb #58f5144a
-def load_teacher(path, s:Settings) -> DeepNN:
-    "A trained teacher from a state-dict file written by `kd_run` (read without executing pickled code)."
-    path, fix = Path(path), "give the teacher.pt that kd_run wrote, or add 'teacher' to the experiments to train one"
-    if not path.is_file(): raise ConfigError(f"no teacher checkpoint at {path}; {fix}")
-    try:
-        with warnings.catch_warnings(): warnings.simplefilter('ignore'); sd = load_safely(path)
-    except Exception as e:
-        raise ConfigError(f"{path} cannot be read as PyTorch weights ({type(e).__name__}; pickled objects are never "
-                          f"loaded); {fix}") from None
-    if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']
-    model = make_teacher(s); own = model.state_dict()
-    if not isinstance(sd, dict) or set(sd) != set(own) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ConfigError(f"{path} does not hold the weights of a DeepNN; {fix}")
-    if bad := [k for k in own if sd[k].shape != own[k].shape]:
-        raise ConfigError(f"{path} holds a network of another shape than DeepNN ({bad[0]} is {tuple(sd[bad[0]].shape)}, "
-                          f"not {tuple(own[bad[0]].shape)}): kd_run distils from the tutorial's DeepNN only; a teacher of "
-                          "another shape needs an adapter between its features and the student's, which check_request "
-                          "names when given that teacher in Python")
-    model.load_state_dict(sd)
-    return model
-
-def _read_results(out) -> dict:
-    "The results of an earlier run in `out` ({} when there are none)."
-    p = Path(out)/'results.json'
-    if not p.exists(): return {}
-    try: return json.loads(p.read_text())
-    except ValueError: raise ConfigError(f"{p} is not readable JSON; move it away to start afresh, or choose another --out") from None
-
-def _check_device(device):
-    try: d = torch.device(device)
-    except RuntimeError: raise ConfigError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise ConfigError("PyTorch sees no CUDA GPU here; use --device cpu")
-
-def _device_name(device) -> str:
-    if device.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(device)})"
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), None) \
-          if Path('/proc/cpuinfo').exists() else None
-    return f"cpu ({cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-# %% ../nbs/07_experiments.ipynb #d5075cc8
-def run_experiments(data:Cifar10, # the data to train and test on
-                    experiments=EXPERIMENTS, # names, or a comma-separated string
-                    settings:Settings|None=None,
-                    seeds=(42,), # one run of each student per seed; the teacher uses the first
-                    out:str|Path|None=None, # folder for results.json, teacher.pt and checkpoints
-                    teacher:str|Path|torch.nn.Module|None=None, # a trained teacher (model or checkpoint file)
-                    resume:bool=False, # continue the run in `out` instead of refusing to overwrite it
-                    device=None, progress:bool=True, log=print, command:str='',
-                    eval_every:int=1) -> dict: # test after every `eval_every`-th epoch and the last (1: full training curves)
-    "Train the requested experiments in order; save results after each one; return them."
-    s = settings or Settings()
-    names = parse_experiments(experiments)
-    seeds = [int(x) for x in seeds]
-    if not seeds: raise ConfigError("give at least one seed")
-    if not isinstance(eval_every, int) or eval_every < 1: raise ConfigError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
-    if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s)
-    check_request(names, s, teacher)
-    out = Path(out) if out else None
-    if out and out.exists() and not out.is_dir(): raise ConfigError(f"{out} is a file, not a folder; choose another --out")
-    if out and (out/'results.json').exists() and not resume:
-        raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
-    if device is not None: _check_device(device)
-    device = torch.device(device or default_device())
-    precision = resolve_precision(s.precision, device)
-    old = _read_results(out) if out and resume else {}
-    given = fingerprint(teacher.state_dict()) if teacher is not None and 'teacher' not in names else None
-    inputs = {'settings': asdict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),
-              'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given}
-    if changed := [k for k, v in inputs.items() if v is not None and old.get(k, v) != v]:
-        raise ConfigError(f"{out} holds a run with other {', '.join(changed)}; resume it with the options it was started "
-                          "with, or choose another --out")
-    res = {'runs': old.get('runs', {}), **inputs, 'seeds': seeds, 'precision': precision, 'data': data.source,
-           'device': _device_name(device), 'torch': torch.__version__, 'command': command, 'eval_every': eval_every, 'seconds': {}}
-    t_start = time.perf_counter()
-    def save():
-        res['total_seconds'] = round(time.perf_counter() - t_start + old.get('total_seconds', 0), 1)
-        res.update(experiments=summarize(res), epochs=s.epochs, peak_rss_mb=max(_peak_rss_mb(), old.get('peak_rss_mb', 0)))
-        if out: out.mkdir(parents=True, exist_ok=True); _write_json(res, out/'results.json')
-    def train(name, model, seed, teacher_outputs=None, extra=()):
-        if (done := res['runs'].get(name, {}).get(str(seed))) is not None: log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
-        t0 = time.perf_counter()
-        hist = fit(model, data, make_objective(name, s), teacher=teacher_outputs, epochs=s.epochs, lr=s.lr,
-                   bs=s.batch_size, seed=seed, precision=precision, channels_last=s.channels_last, device=device,
-                   checkpoint=out/'checkpoints'/f'{name}_seed{seed}.pt' if out else None, fingerprint_extra=extra,
-                   name=name if len(seeds) == 1 else f'{name} seed {seed}', eval_every=eval_every, progress=progress, log=log)
-        res['runs'].setdefault(name, {})[str(seed)] = {'accuracy': hist[-1]['test_accuracy'],
-                                                      'seconds': round(time.perf_counter() - t0, 1), 'history': hist}
-        save()
-
-    if 'teacher' in names:
-        if out and resume and (out/'teacher.pt').exists() and 'teacher' in res['runs']: teacher = load_teacher(out/'teacher.pt', s)
-        else:
-            res['runs'].pop('teacher', None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
-            torch.manual_seed(seeds[0]); teacher = make_teacher(s)
-            train('teacher', teacher, seeds[0])
-            if out: save_atomic(teacher.state_dict(), out/'teacher.pt')
-    students = [n for n in names if n != 'teacher']
-    teacher_outputs = None
-    if teacher is not None and any(make_objective(n, s).needs_teacher for n in students):
-        teacher = teacher.to(device)
-        if s.teacher_cache:
-            t0 = time.perf_counter()
-            teacher_outputs = cached_teacher(teacher, data, precision=precision, channels_last=s.channels_last, device=device, progress=progress, log=log)
-            res['seconds']['teacher_cache'] = round(time.perf_counter() - t0, 1)
-        else: teacher_outputs = teacher
-    if teacher is not None: res['teacher_weights'] = fingerprint(teacher.state_dict())
-    extra = (teacher_key(teacher, data, precision),) if teacher is not None else ()
-    for name in students:
-        for seed in seeds:
-            torch.manual_seed(seed)
-            train(name, make_student(name, s), seed, teacher_outputs, extra)
-    save()
-    return res
-
-def _peak_rss_mb() -> float:
-    "Peak resident memory of this process so far, in MB (0 where the OS does not say)."
-    try: import resource
-    except ImportError: return 0.
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
-
-def _write_json(obj, path):
-    tmp = Path(str(path) + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-# %% ../nbs/07_experiments.ipynb #10e94662
-def summarize(res:dict) -> dict:
-    "Per experiment: accuracy and seconds (mean, std and all accuracies when there are several seeds)."
-    out = {}
-    for name in EXPERIMENTS:
-        runs = res['runs'].get(name)
-        if not runs: continue
-        accs = [r['accuracy'] for r in runs.values()]
-        row = {'accuracy': round(sum(accs) / len(accs), 2), 'seconds': round(sum(r['seconds'] for r in runs.values()) / len(runs), 1)}
-        if len(accs) > 1: row.update(accuracies=accs, std=round(torch.tensor(accs).std().item(), 2))
-        out[name] = row
-    return out
-
-def comparison_table(res:dict) -> str:
-    "The results as a Markdown table."
-    rows = ["| experiment | test accuracy (%) | seconds |", "|---|---:|---:|"]
-    for name, r in summarize(res).items():
-        acc = f"{r['accuracy']:.2f}" + (f" ± {r['std']:.2f} (n={len(r['accuracies'])})" if 'std' in r else '')
-        rows.append(f"| {name} | {acc} | {r['seconds']:.0f} |")
-    return '\n'.join(rows)
-
-# %% ../nbs/07_experiments.ipynb #92b6621f
 def _one_line(e) -> str: return ' '.join(str(e).split())
 
-@call_parse
-def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 folder, or 'sample' (default: $KD_NBDEV_DATA, then ./data, then download)
-           experiments:str=','.join(EXPERIMENTS), # comma-separated experiments, from: teacher, student_ce, student_kd, student_cosine, student_regressor
-           out:str='runs/kd', # output folder for results.json, teacher.pt and checkpoints
-           epochs:int=10, # training epochs of every experiment
-           lr:float=1e-3, # Adam learning rate
-           batch_size:int=128, # images per training step
-           seed:int=42, # seed of the weights and of the data order
-           seeds:str=None, # several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed
-           T:float=5., # knowledge distillation temperature
-           soft_weight:float=0.5, # KD: weight of the soft-target loss
-           kd_ce_weight:float=0.5, # KD: weight of cross-entropy
-           cosine_weight:float=0.3, # cosine: weight of the cosine loss
-           cosine_ce_weight:float=0.7, # cosine: weight of cross-entropy
-           mse_weight:float=0.7, # regressor: weight of the MSE hint loss
-           regressor_ce_weight:float=0.3, # regressor: weight of cross-entropy
-           regressor_kernel:int=2, # kernel size of the regressor student's second conv (2 as in the tutorial, 3 as upstream)
-           teacher_dropout:float=0., # teacher's dropout probability (the tutorial's is 0; upstream 0.1)
-           teacher:str=None, # a trained teacher (teacher.pt of an earlier run) for student-only runs
-           faithful:bool=False, # the tutorial's procedure: fp32, NCHW, teacher run at every step (slow on a CPU)
-           precision:str='auto', # 'auto' (bf16 where the hardware has it), 'bf16' or 'fp32'; --faithful implies fp32
-           no_cache:bool=False, # run the teacher at every step instead of caching its outputs
-           train_size:int=None, # use only the first N training images (default: all 50,000)
-           test_size:int=None, # use only the first N test images (default: all 10,000)
-           resume:bool=False, # continue the interrupted run in --out
-           device:str=None, # 'cpu' or 'cuda' (default: cuda when available)
-           threads:int=None, # CPU threads of PyTorch (default: its own choice, one per core); fewer when other work shares the cores
-           eval_every:int=1, # test after every N-th epoch and after the last: 1 draws full training curves, 10 tests once as the tutorial does
-           quiet:bool=False): # no progress bars
-    "Train the tutorial's teacher and students on CIFAR-10 and print the comparison table."
-    command = 'kd_run ' + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == 'kd_run' else ''
-    log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+def _settings(a) -> Settings:
+    "The run's `Settings` from parsed arguments: the settings' own options, then the methods' options, then `--set`."
+    given = {f.name: getattr(a, f.name) for f in fields(Settings) if hasattr(a, f.name)}
+    s = Settings.faithful(**given) if a.faithful else Settings(**given, teacher_cache=not a.no_cache)
+    for m in methods():
+        for f in fields(m.config):
+            if (v := getattr(a, f"option:{f.metadata.get('option')}", None)) is not None: s.set(f'{m.name}.{f.name}={v}')
+    return s.set(*a.set).check()
+
+def _seeds(a) -> list[int]:
+    try: return [int(x) for x in a.seeds.split(',')] if a.seeds else [a.seed]
+    except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {a.seeds!r}") from None
+
+def kd_run(argv:list[str]|None=None) -> RunRecord|None:
+    "Run `kd_run` with the arguments `argv` (default: the command line's); return the run's record."
+    argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
+    a = kd_run_parser().parse_args(dashes(argv))
+    if a.list_methods:
+        print('\n'.join(describe(m) for m in methods())); return None
+    command, out = 'kd_run ' + shlex.join(argv), a.out
+    log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     try:
-        s = (Settings.faithful if faithful else Settings)(
-            epochs=epochs, lr=lr, batch_size=batch_size, T=T, soft_weight=soft_weight, kd_ce_weight=kd_ce_weight,
-            cosine_weight=cosine_weight, cosine_ce_weight=cosine_ce_weight, mse_weight=mse_weight,
-            regressor_ce_weight=regressor_ce_weight, regressor_kernel=regressor_kernel, teacher_dropout=teacher_dropout,
-            **({} if faithful else {'precision': precision, 'teacher_cache': not no_cache}))
-        names = parse_experiments(experiments)
-        try: seed_list = [int(x) for x in seeds.split(',')] if seeds else [seed]
-        except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {seeds!r}") from None
-        for k, v in (('train_size', train_size), ('test_size', test_size), ('threads', threads), ('eval_every', eval_every)):
-            if v is not None and v <= 0: raise ConfigError(f"{k} must be a positive number, not {v}")
-        if threads: torch.set_num_threads(threads)
-        check_request(names, s, teacher)
-        if (Path(out)/'results.json').exists() and not resume:
+        names = parse_experiments(a.experiments or experiment_order())
+        s = _settings(a)
+        seeds = _seeds(a)
+        check_fields(RunOptions(**{f.name: getattr(a, f.name) for f in fields(RunOptions)}))
+        if a.threads: torch.set_num_threads(a.threads)
+        check_request(names, s, a.teacher)
+        if (Path(out)/'results.json').exists() and not a.resume:
             raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
-        d = load_cifar10(data)
-        if train_size or test_size: d = d.subset(train_size, test_size)
-        res = run_experiments(d, names, s, seed_list, out, teacher, resume, device, not quiet, log, command, eval_every)
-    except (ConfigError, DataError, ValueError) as e:  # ValueError: e.g. a number option given text
+        d = load_cifar10(a.data)
+        if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
+        rec = run_experiments(d, names, s, seeds, out, a.teacher, a.resume, a.device, not a.quiet, log, command, a.eval_every)
+    except (ConfigError, DataError, RecordError, ValueError) as e:  # ValueError: e.g. a number option given text
         print(f"kd_run: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
     except TrainingError as e:
         kept = (f"finished experiments are kept in {Path(out)/'results.json'}" if (Path(out)/'results.json').exists()
@@ -328,30 +101,41 @@ def kd_run(data:str=None, # CIFAR-10 as an .npz file, a torchvision CIFAR-10 fol
     except KeyboardInterrupt:
         print(f"\nkd_run: interrupted. Finished experiments are in {out}/results.json; "
               f"run the same command with --resume to continue.", file=sys.stderr); sys.exit(130)
-    print(comparison_table(res))
-    print(f"\nResults: {Path(out)/'results.json'}  (teacher weights: {Path(out)/'teacher.pt'})")
+    print(comparison_table(rec))
+    print(f"\nResults: {Path(out)/'results.json'}" + (f"  (teacher weights: {Path(out)/'teacher.pt'})" if (Path(out)/'teacher.pt').exists() else ''))
     try:
         from kd_nbdev.results import save_plots  # a later chapter; imported here so kd_run alone needs no matplotlib setup
-        print(f"Plots: {', '.join(str(p) for p in save_plots(res, out, run=out, data=d))}")
+        print(f"Plots: {', '.join(str(p) for p in save_plots(rec, out, run=out, data=d))}")
     except Exception as e: print(f"(no plots: {_one_line(e)})", file=sys.stderr)  # the results are safe whatever happens here
-    return res
+    return rec
 
-# %% ../nbs/07_experiments.ipynb #3a431c57
-main = dashed_cli(kd_run)
+def main():
+    "The installed `kd_run` command."
+    kd_run()  # nothing returned: a console script exits with what its entry point returns
+
+# %% ../nbs/07_experiments.ipynb #39e2592c
+def comparison_table(rec:RunRecord) -> str:
+    "The results as a Markdown table."
+    rows = ["| experiment | test accuracy (%) | seconds |", "|---|---:|---:|"]
+    for name, r in summarize(rec).items():
+        acc = f"{r['accuracy']:.2f}" + (f" ± {r['std']:.2f} (n={len(r['accuracies'])})" if 'std' in r else '')
+        rows.append(f"| {name} | {acc} | {r['seconds']:.0f} |")
+    return '\n'.join(rows)
 
 # %% ../nbs/07_experiments.ipynb #c786e566
 TUTORIAL_REPORTS = {'teacher': 74.12, 'student_ce': 70.35, 'student_kd': 70.58, 'student_cosine': 70.74, 'student_regressor': 71.29}
+TUTORIAL_EXPERIMENTS = tuple(TUTORIAL_REPORTS)  # the tutorial's five experiments, in its order
 
-def reproduction_table(faithful:dict, # results.json of the faithful run
-                       fast:dict # results.json of the fast run
+def reproduction_table(faithful:RunRecord, # the record of the faithful run
+                       fast:RunRecord # the record of the fast run
                       ) -> str:
     "Accuracy and training time of each experiment in both runs as a Markdown table, with the tutorial's accuracies."
     f, q = summarize(faithful), summarize(fast)
     rows = ["| experiment | accuracy, faithful (%) | accuracy, fast path (%) | tutorial reports (%) | seconds, faithful | seconds, fast path |",
             "|---|---:|---:|---:|---:|---:|"]
-    for n in EXPERIMENTS:
+    for n in TUTORIAL_EXPERIMENTS:
         if n in f and n in q:
             rows.append(f"| {n} | {f[n]['accuracy']:.2f} | {q[n]['accuracy']:.2f} | {TUTORIAL_REPORTS[n]:.2f} | {f[n]['seconds']:.0f} | {q[n]['seconds']:.0f} |")
-    cache = fast.get('seconds', {}).get('teacher_cache')
-    rows.append(f"| whole run (wall time) | | | | {faithful['total_seconds']:.0f} | {fast['total_seconds']:.0f} |")
+    cache = fast.seconds.get('teacher_cache')
+    rows.append(f"| whole run (wall time) | | | | {faithful.total_seconds:.0f} | {fast.total_seconds:.0f} |")
     return '\n'.join(rows) + (f"\n\nThe fast path's teacher-cache pass took {cache:.0f} s, counted in its wall time." if cache else '')

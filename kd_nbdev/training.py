@@ -4,72 +4,19 @@
 
 # %% ../nbs/02_training.ipynb #bc545860
 from __future__ import annotations
-import os, time, hashlib, math
-from contextlib import nullcontext
+import math, time
 from pathlib import Path
-from typing import NamedTuple
 import torch
 from torch import nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .data import Cifar10, batches, load_cifar10
-from .models import DeepNN, LightNN, forward_with_hidden
+from .data import Cifar10, batches
+from .models import forward_with_features, autocast, resolve_precision, default_device
+from .store import save_atomic, load_safely, fingerprint
+from .methods.base import Outputs, Batch, Objective, CrossEntropy
+from .teachers import LiveTeacher
 
 # %% auto #0
-__all__ = ['Outputs', 'Objective', 'CrossEntropy', 'default_device', 'bf16_supported', 'resolve_precision', 'autocast', 'predict',
-           'evaluate', 'save_atomic', 'load_safely', 'fingerprint', 'TrainingError', 'LiveTeacher', 'fit']
-
-# %% ../nbs/02_training.ipynb #f62fb8d6
-class Outputs(NamedTuple):
-    "What a model gives the objective: its logits and the output of its feature extractor."
-    logits: torch.Tensor
-    hidden: torch.Tensor
-
-# %% ../nbs/02_training.ipynb #c0346310
-class Objective(nn.Module):
-    "A training loss: named terms, each multiplied by its weight and summed. Subclasses define `terms`."
-    needs_teacher = False
-    def __init__(self, **weights:float):
-        super().__init__()
-        self.weights = weights
-
-    def terms(self, student:Outputs, labels:torch.Tensor, teacher:Outputs|None) -> dict:
-        raise NotImplementedError
-
-    def check_hidden(self, student_shape:tuple, teacher_shape:tuple):
-        "Raise `ValueError` if hidden states of these shapes (one image each) cannot be compared."
-
-    def forward(self, student:Outputs, labels:torch.Tensor, teacher:Outputs|None=None):
-        "The weighted total loss and the unweighted terms."
-        if teacher is not None: teacher = Outputs(*(None if t is None else t.detach() for t in teacher))  # only the student learns
-        terms = self.terms(student, labels, teacher)
-        return sum(self.weights[k] * v for k, v in terms.items()), terms
-
-# %% ../nbs/02_training.ipynb #7b9443da
-class CrossEntropy(Objective):
-    "Cross-entropy with the true labels: how the teacher and the baseline student learn."
-    def __init__(self): super().__init__(ce=1.0)
-    def terms(self, student, labels, teacher=None): return {'ce': F.cross_entropy(student.logits, labels)}
-
-# %% ../nbs/02_training.ipynb #2b7bdcd3
-def default_device() -> torch.device: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
-def bf16_supported(device) -> bool:
-    "Whether `device` runs bfloat16 convolutions natively."
-    device = torch.device(device)
-    if device.type == 'cuda': return torch.cuda.is_bf16_supported()
-    return device.type == 'cpu' and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-def resolve_precision(precision:str, device) -> str:
-    "Turn 'auto' into 'bf16' or 'fp32' for `device`; check the name."
-    if precision not in ('auto', 'fp32', 'bf16'): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
-    if precision == 'auto': return 'bf16' if bf16_supported(device) else 'fp32'
-    return precision
-
-def autocast(precision:str, device):
-    "A context that runs the forward pass in `precision` ('fp32' or 'bf16') on `device`."
-    if precision == 'fp32': return nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+__all__ = ['predict', 'evaluate', 'TrainingError', 'fit']
 
 # %% ../nbs/02_training.ipynb #70368abf
 @torch.no_grad()
@@ -89,44 +36,8 @@ def evaluate(model:nn.Module, data:Cifar10, **kwargs) -> float:
     return 100 * (predict(model, data.x_test, **kwargs) == data.y_test).float().mean().item()
 
 # %% ../nbs/02_training.ipynb #12afa4fc
-def save_atomic(obj, path):
-    "`torch.save` `obj` to `path` via a temporary file and a rename, so `path` is never half-written."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-def load_safely(path):
-    "Load a file written by `save_atomic` without executing any pickled code."
-    return torch.load(path, map_location='cpu', weights_only=True)
-
-def fingerprint(*items) -> str:
-    "A short hash of tensors, state dicts and plain values, to tell whether inputs changed."
-    h = hashlib.sha256()
-    def add(o):
-        if isinstance(o, torch.Tensor): h.update(o.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if o.numel() else b'')
-        elif isinstance(o, dict): [(h.update(str(k).encode()), add(v)) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))]
-        elif isinstance(o, (list, tuple)): [add(v) for v in o]
-        else: h.update(repr(o).encode())
-    for o in items: add(o)
-    return h.hexdigest()[:16]
-
-# %% ../nbs/02_training.ipynb #3e9951ed
 class TrainingError(RuntimeError):
     "Training cannot go on (for example, the loss is not finite)."
-
-class LiveTeacher:
-    "Teacher outputs computed by running `model` on each batch, as the tutorial does."
-    def __init__(self, model:nn.Module, precision:str='fp32', channels_last:bool=False):
-        self.model, self.precision, self.channels_last = model.eval(), precision, channels_last
-    @torch.no_grad()
-    def __call__(self, xb, idx) -> Outputs:
-        if self.channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision, xb.device): logits, hidden = forward_with_hidden(self.model, xb)
-        return Outputs(logits.float(), hidden.float())
-
-# %% ../nbs/02_training.ipynb #6ad4fee0
-def _float(o:Outputs): return Outputs(o.logits.float(), o.hidden.float())
 
 def _check_finite(loss, name, epoch, batch):
     if not math.isfinite(loss):
@@ -139,20 +50,29 @@ def _restore(ckpt, student, objective, opt, gen):
     torch.set_rng_state(ckpt['torch_rng'])
     return ckpt['epoch'], ckpt['history']
 
+_CHECKPOINT_KEYS = {'student', 'objective', 'optimizer', 'generator', 'torch_rng', 'epoch', 'history', 'fingerprint'}
+
 def _try_resume(checkpoint, key, log):
     if not (checkpoint and Path(checkpoint).exists()): return None
     try: ckpt = load_safely(checkpoint)
     except Exception as e:
         log(f"ignoring unreadable checkpoint {checkpoint} ({type(e).__name__})"); return None
+    if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
+        log(f"ignoring checkpoint {checkpoint}: it is not a checkpoint of kd_nbdev's training loop"); return None
     if ckpt.get('fingerprint') != key:
         log(f"ignoring checkpoint {checkpoint}: it was made with other settings, data or teacher"); return None
     return ckpt
 
-# %% ../nbs/02_training.ipynb #76d2751c
+def _model_outputs(logits, feats, layer) -> Outputs:
+    "`Outputs` in fp32 for the objective, with `hidden` the output of the compared `layer`."
+    feats = {k: v.float() for k, v in feats.items()}
+    return Outputs(logits.float(), feats.get(layer), feats)
+
+# %% ../nbs/02_training.ipynb #e992c8e2
 def fit(student:nn.Module, # the model being trained
         data:Cifar10, # training and test images
         objective:Objective|None=None, # the loss; cross-entropy when None
-        teacher=None, # teacher model, or a callable `(images, indices) -> Outputs`
+        teacher=None, # teacher model, or a callable `(images, indices) -> Outputs` such as a `TeacherCache`
         epochs:int=10, lr:float=1e-3, bs:int=128,
         seed:int=42, # seeds the order of the training images
         precision:str='fp32', # 'fp32', 'bf16' or 'auto'
@@ -173,10 +93,13 @@ def fit(student:nn.Module, # the model being trained
     student.to(device, memory_format=mf); objective.to(device)
     if objective.needs_teacher:
         if teacher is None: raise ValueError(f"{name or type(objective).__name__} needs a teacher")
-        if isinstance(teacher, nn.Module): teacher = LiveTeacher(teacher.to(device, memory_format=mf), precision, channels_last)
+        if isinstance(teacher, nn.Module):
+            teacher = LiveTeacher(teacher.to(device, memory_format=mf), precision, channels_last, objective.teacher_layers)
+        if missing := [l for l in objective.teacher_layers if l not in getattr(teacher, 'layers', objective.teacher_layers)]:
+            raise ValueError(f"{name or type(objective).__name__} compares the teacher's layer {missing[0]!r}, which the teacher source does not hold")
     opt = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    key = fingerprint(type(objective).__name__, objective.weights, epochs, lr, bs, seed, precision, channels_last,
+    key = fingerprint(objective.settings(), epochs, lr, bs, seed, precision, channels_last,
                       data.y_train, data.x_train, fingerprint_extra)
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
@@ -190,15 +113,18 @@ def fit(student:nn.Module, # the model being trained
                    total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
         for i, (xb, yb, idx) in enumerate(bar):
             if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-            t_out = teacher(xb, idx) if objective.needs_teacher else None
-            with autocast(precision, device): s_out = Outputs(*forward_with_hidden(student, xb))
-            loss, terms = objective(_float(s_out), yb, t_out)
+            t_out = None
+            if objective.needs_teacher:
+                t = teacher(xb, idx)
+                t_out = _model_outputs(t.logits, t.features or {}, objective.teacher_layer)
+            with autocast(precision, device): s_logits, s_feats = forward_with_features(student, xb, objective.student_layers)
+            loss, terms = objective(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs), t_out)
             _check_finite(loss.item(), name, epoch + 1, i + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             for k, v in {'loss': loss, **terms}.items(): sums[k] = sums.get(k, 0.) + v.item()
-            if i % 20 == 0: bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}")
+            bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}", refresh=False)
         t_eval = time.perf_counter()
         tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
         accuracy = evaluate(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
