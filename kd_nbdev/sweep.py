@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy, itertools, shlex, sys
 from pathlib import Path
 import numpy as np
+import torch
 import matplotlib.pyplot as plt
 from .cli import OneLineParser, dashes
 from .data import DataError, load_cifar10
