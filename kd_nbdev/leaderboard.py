@@ -89,9 +89,9 @@ def plot_leaderboard(lb:dict) -> plt.Figure:
     for i, r in enumerate(rows):
         a = np.array(list(r['accuracies'].values()))
         ax.scatter(a, np.full(len(a), i) + np.linspace(-.15, .15, len(a)), s=14, color='gray', alpha=.7, zorder=2)
-        lo_hi = mean_ci(a) if len(a) > 1 else (a.mean(), a.mean(), a.mean())
+        m, lo, hi = mean_ci(a) if len(a) > 1 else (a.mean(), a.mean(), a.mean())
         good = r['gain_over_baseline'] and r['gain_over_baseline']['distinguishable'] and r['gain_over_baseline']['mean'] > 0
-        ax.errorbar(r['mean'], i, xerr=[[r['mean'] - lo_hi[1]], [lo_hi[2] - r['mean']]], fmt='o', capsize=4, zorder=3,
+        ax.errorbar(m, i, xerr=[[max(m - lo, 0)], [max(hi - m, 0)]], fmt='o', capsize=4, zorder=3,
                     color='#1a7f37' if good else '#cf222e' if r['verdict'].startswith('worse') else 'C0')
     base = next(r for r in rows if r['experiment'] == lb['baseline'])
     ax.axvline(base['mean'], ls='--', color='gray', lw=1, label=f"{base['label']} mean ({base['mean']:.2f}%)")
@@ -104,9 +104,9 @@ def plot_leaderboard(lb:dict) -> plt.Figure:
     return fig
 
 # %% ../nbs/11_leaderboard.ipynb #bc511935
-def write_leaderboard(run, out) -> dict:
+def write_leaderboard(run, out, command:str='') -> dict:
     "Write `leaderboard.json` and `leaderboard.png` for the run folder `run` into `out`; return the leaderboard."
-    lb = leaderboard(read_record(Path(run)/'results.json'))
+    lb = {**leaderboard(read_record(Path(run)/'results.json')), 'report_command': command}
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_json(lb, out/'leaderboard.json')
     fig = plot_leaderboard(lb); fig.savefig(out/'leaderboard.png', dpi=120, bbox_inches='tight'); plt.close(fig)
@@ -117,8 +117,9 @@ def kd_leaderboard(argv:list[str]|None=None):
     p = OneLineParser('kd_leaderboard', description='The leaderboard of a kd_run --seeds run: paired gains with 95% CIs.')
     p.add_argument('--run', default='runs/leaderboard', help='the --out folder of a kd_run --seeds run (default: runs/leaderboard)')
     p.add_argument('--out', default='results', help='folder for leaderboard.json and leaderboard.png (default: results)')
-    a = p.parse_args(dashes(sys.argv[1:] if argv is None else [str(x) for x in argv]))
-    try: lb = write_leaderboard(a.run, a.out)
+    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
+    a = p.parse_args(dashes(argv))
+    try: lb = write_leaderboard(a.run, a.out, 'kd_leaderboard ' + ' '.join(argv))
     except (RecordError, OSError, ValueError) as e:
         print(f"kd_leaderboard: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(2)
     print(leaderboard_markdown(lb)); print(f"\nWritten: {Path(a.out)/'leaderboard.json'}, {Path(a.out)/'leaderboard.png'}")
