@@ -27,7 +27,10 @@ requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-dev_requirements = (cfg.get('dev_requirements') or '').split()
+# onnx export and int8 (`kd_export --format onnx`, `kd_predict` on .onnx files): `pip install kd_nbdev[deploy]`
+deploy_requirements = (cfg.get('deploy_requirements') or '').split()
+# the tests export to ONNX, so the developer's install has the deploy extra too
+dev_requirements = (cfg.get('dev_requirements') or '').split() + deploy_requirements
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -50,7 +53,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'deploy': deploy_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
