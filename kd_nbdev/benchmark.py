@@ -4,12 +4,13 @@
 
 # %% ../nbs/09_benchmark.ipynb #c1e01756
 from __future__ import annotations
-import json, os, shlex, shutil, statistics, subprocess, sys, tempfile
+import json, os, platform, shlex, shutil, statistics, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
+import kd_nbdev.reference as reference_module
 
 # %% auto #0
 __all__ = ['PHASES', 'CE', 'DISTILLATION', 'main', 'BenchError', 'RunFailed', 'parse_reference', 'read_ours', 'reference_command',
@@ -215,8 +216,9 @@ def markdown_report(b:dict) -> str:
     return '\n'.join(L)
 
 # %% ../nbs/09_benchmark.ipynb #86d444fb
-def find_reference(path:str) -> Path:
-    "The reference script at `path`, relative to the current folder or, failing that, to a folder above it."
+def find_reference(path:str|None) -> Path:
+    "The reference script at `path`, relative to the current folder or, failing that, to a folder above it; `None`: the one shipped."
+    if path is None: return Path(reference_module.__file__)  # kd_nbdev.reference: the tutorial's procedure, installed with the package
     p = Path(path).expanduser()
     tries = [p] if p.is_absolute() else [d/p for d in (Path.cwd(), *Path.cwd().parents)]
     for t in tries:
@@ -258,7 +260,7 @@ def _run_side(side, i, reference, data, epochs, train_size, env, tmp, interval, 
         f"peak RSS {r['max_rss_mb']:,.0f} MB (tree {r['tree_rss_mb']:,.0f} MB)")
     return run
 
-def bench(reference, # path of the tutorial's procedure (relative: looked up from here upwards)
+def bench(reference, # path of the tutorial's procedure (relative: looked up from here upwards); `None`: the shipped `kd_nbdev.reference`
           data, # CIFAR-10 .npz file; `None` reads $KD_NBDEV_DATA
           epochs:int=10, train_size:int=10_000, # the work of each phase, both sides
           rounds:int=2, # runs of each side
@@ -268,6 +270,8 @@ def bench(reference, # path of the tutorial's procedure (relative: looked up fro
           log=print,
           eval_every:int|None=None) -> dict: # our side's --eval-every; `None`: `epochs` (one test pass per phase, as the reference)
     "Run the reference and `kd_run` alternately `rounds` times each; return the comparison."
+    # the record names the script and the data as the user gave them: no folder of this machine goes into results
+    given = {'reference_script': reference or 'kd_nbdev.reference (shipped)', 'data': data or os.environ.get('KD_NBDEV_DATA')}
     reference = find_reference(reference)
     data, n_train, n_test = check_data(data)
     eval_every = epochs if eval_every is None else eval_every
@@ -282,12 +286,12 @@ def bench(reference, # path of the tutorial's procedure (relative: looked up fro
         if r['threads'] != threads:
             log(f"warning: the {r['side']} run of round {r['round']} did not use {threads} threads: {r['threads'] or r['device']}")
     return summarize_bench(runs, epochs, train_size, n_test, rounds, threads, interval, full_epochs, full_train_size, eval_every) | {
-        'python': sys.executable, 'reference_script': str(reference), 'data': str(data)}
+        'python': platform.python_version(), **{k: str(v) for k, v in given.items()}}
 
 # %% ../nbs/09_benchmark.ipynb #7b57cc6e
 @call_parse
 def kd_bench(data:str=None, # CIFAR-10 .npz file (default: $KD_NBDEV_DATA)
-             reference:str='../shared/bench/tutorial_reference.py', # the tutorial's procedure; relative paths are looked up from the current folder upwards
+             reference:str=None, # a script of the tutorial's procedure (default: the shipped kd_nbdev/reference.py); relative paths are looked up from the current folder upwards
              epochs:int=10, # epochs of every phase, both sides (the full run's 10 by default)
              train_size:int=10_000, # the first N training images, both sides
              rounds:int=2, # runs of each side, alternating (reference, ours, ours, reference, ...)

@@ -12,7 +12,7 @@ import torch
 
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CLASSES', 'DATA_ENV', 'SAMPLE_PATH', 'normalize', 'DataError', 'Cifar10', 'read_npz',
-           'make_sample', 'read_torchvision', 'load_cifar10', 'batches', 'show_images']
+           'make_sample', 'read_torchvision', 'data_home', 'load_cifar10', 'batches', 'show_images']
 
 # %% ../nbs/00_data.ipynb #b4cf10b6
 CIFAR10_MEAN = (0.485, 0.456, 0.406)  # the tutorial's values (ImageNet's statistics)
@@ -125,8 +125,12 @@ def read_torchvision(root, download:bool=False) -> Cifar10:
 # %% ../nbs/00_data.ipynb #f8d4a67f
 def _is_torchvision_folder(p:Path): return (p/'cifar-10-batches-py').is_dir()
 
+def data_home() -> Path:
+    "Where torchvision's CIFAR-10 is downloaded once for every folder you work in: `$XDG_CACHE_HOME/kd_nbdev` (`~/.cache/kd_nbdev`)."
+    return Path(os.environ.get('XDG_CACHE_HOME') or '~/.cache').expanduser()/'kd_nbdev'
+
 def load_cifar10(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 folder, or 'sample'
-                 root:str|Path='data', # torchvision's folder, used (and downloaded into) when `data` is not given
+                 root:str|Path|None=None, # torchvision's folder, used (and downloaded into) when `data` is not given (default: `./data` if it has CIFAR-10, else `data_home()`)
                  download:bool=True # let torchvision download CIFAR-10 into `root` when nothing else is found
                 ) -> Cifar10:
     "Load CIFAR-10 from `data`, `$KD_NBDEV_DATA`, torchvision's `root` folder, or torchvision's download."
@@ -140,15 +144,16 @@ def load_cifar10(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-
         if not p.exists(): raise DataError(f"No file or folder at {p}. Give the path of a CIFAR-10 .npz file.")
         if p.suffix != '.npz': raise DataError(f"{p} is not an .npz file. Give a CIFAR-10 .npz or a torchvision CIFAR-10 folder.")
         return read_npz(p)
-    root = Path(root)
-    if _is_torchvision_folder(root): return read_torchvision(root)
+    folders = [Path(root)] if root is not None else [Path('data'), data_home()]
+    if found := next((f for f in folders if _is_torchvision_folder(f)), None): return read_torchvision(found)
+    root = folders[-1]
     if download:
         try: return read_torchvision(root, download=True)
         except Exception as e: reason = f"torchvision's download failed ({type(e).__name__})"
     else: reason = 'downloading was turned off'
     raise DataError(f"CIFAR-10 not found ({reason}). Pass an .npz file with x_train, y_train, x_test, y_test "
                     f"(e.g. --data path/to/cifar10.npz), set {DATA_ENV} to it, or put torchvision's "
-                    f"cifar-10-batches-py folder under {root}/.")
+                    f"cifar-10-batches-py folder under {' or '.join(f'{f}/' for f in folders)}.")
 
 # %% ../nbs/00_data.ipynb #c9b79715
 def batches(x:torch.Tensor, # uint8 images
