@@ -4,15 +4,15 @@
 
 # %% ../nbs/06c_record.ipynb #8f59dbb9
 from __future__ import annotations
-import json, re
+import csv, io, json, re
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
-from .store import write_json
+from .store import write_atomic, write_json
 from .methods.base import methods
 
 # %% auto #0
-__all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'experiment_order',
-           'summarize']
+__all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'history_rows',
+           'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize']
 
 # %% ../nbs/06c_record.ipynb #2a5316e0
 SCHEMA = 2  # 1: the files written before this record existed (no `schema` key)
@@ -84,9 +84,51 @@ def read_record(path) -> RunRecord:
     except RecordError as e: raise RecordError(f"{path} is not a kd_run results file: {e}") from None
 
 def write_record(rec:RunRecord, path):
-    "Write `rec` to `path` atomically, its summary brought up to date."
+    "Write `rec` to `path` atomically, its summary brought up to date, and its history beside it."
     rec.experiments = summarize(rec)
     write_json(rec.to_dict(), path)
+    write_history(rec, Path(path).parent)  # history.csv (and TensorBoard's events) beside it
+
+# %% ../nbs/06c_record.ipynb #90aa1256
+_FIRST = ('experiment', 'seed', 'epoch')
+
+def history_rows(rec:RunRecord) -> list[dict]:
+    "One row per experiment, seed and epoch of `rec`'s histories, in the course's order."
+    order = {n: i for i, n in enumerate(experiment_order())}
+    return [{'experiment': name, 'seed': int(seed), **row}
+            for name in sorted(rec.runs, key=lambda n: order.get(n, len(order)))
+            for seed, r in rec.runs[name].items() for row in r.get('history') or []]
+
+def write_history_csv(rec:RunRecord, path) -> Path:
+    "Write `rec`'s histories to the CSV file `path` atomically; columns: experiment, seed, epoch, then every measure."
+    rows = history_rows(rec)
+    cols = [*_FIRST, *dict.fromkeys(k for r in rows for k in r if k not in _FIRST)]
+    def write(f):
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=cols, lineterminator='\n'); w.writeheader(); w.writerows(rows)
+        f.write(text.getvalue().encode())
+    return write_atomic(path, write)
+
+def write_tensorboard(rec:RunRecord, folder) -> list[Path]:
+    "Event files of every finished experiment of `rec` not written yet, under `folder`; none without `tensorboard`."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: return []
+    written = []
+    for row_name, runs in rec.runs.items():
+        for seed, r in runs.items():
+            log_dir = Path(folder)/f'{row_name}_seed{seed}'
+            if log_dir.exists() or not r.get('history'): continue
+            with SummaryWriter(str(log_dir)) as w:
+                for row in r['history']:
+                    for k, v in row.items():
+                        if k != 'epoch' and isinstance(v, (int, float)): w.add_scalar(k, v, row['epoch'])
+            written.append(log_dir)
+    return written
+
+def write_history(rec:RunRecord, folder) -> None:
+    "`history.csv` and the TensorBoard event files of `rec` in the run folder `folder`."
+    write_history_csv(rec, Path(folder)/'history.csv')
+    write_tensorboard(rec, Path(folder)/'tensorboard')
 
 # %% ../nbs/06c_record.ipynb #7cce9801
 TEACHER = 'teacher'  # the experiment that trains the teacher; every other experiment is a method's student

@@ -124,7 +124,9 @@ def fit(student:nn.Module, # the model being trained
             loss.backward()
             opt.step()
             for k, v in {'loss': loss, **terms}.items(): sums[k] = sums.get(k, 0.) + v.item()
-            bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}", refresh=False)
+            # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
+            # epochs redraw at every step (on long ones that would cost time and change nothing one can read)
+            bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}", refresh=n_batches <= 50)
         t_eval = time.perf_counter()
         tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
         accuracy = evaluate(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
