@@ -25,7 +25,7 @@ __all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_par
 class RunOptions:
     "What `kd_run` is asked to do, beyond the training settings."
     data: str = param(None, "CIFAR-10 as an .npz file, a torchvision CIFAR-10 folder, or 'sample' (default: $KD_NBDEV_DATA, then ./data, then download)")
-    experiments: str = param(None, "comma-separated experiments (default: all of them; --list-methods shows them)")
+    experiments: str = param(None, "comma-separated experiments, or 'all' (default: the tutorial's five: teacher, student_ce, student_kd, student_cosine, student_regressor; --list-methods shows every method)")
     out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
     seed: int = param(42, 'seed of the weights and of the data order')
     seeds: str = param(None, 'several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed')
@@ -81,7 +81,7 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
     command, out = 'kd_run ' + shlex.join(argv), a.out
     log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     try:
-        names = parse_experiments(a.experiments or experiment_order())
+        names = parse_experiments(a.experiments or TUTORIAL_EXPERIMENTS)  # the tutorial stays the default job
         s = _settings(a)
         seeds = _seeds(a)
         check_fields(RunOptions(**{f.name: getattr(a, f.name) for f in fields(RunOptions)}))

@@ -29,9 +29,10 @@ def make_student(method:Method, s:Settings) -> nn.Module:
     return method.student(s.methods[method.name]) if method.student else LightNN()
 
 def parse_experiments(experiments) -> list[str]:
-    "A list of experiment names from a comma-separated string or a list, checked and in the course's order."
+    "A list of experiment names from a comma-separated string or a list (or 'all'), checked and in the course's order."
     names = [e.strip() for e in (experiments.split(',') if isinstance(experiments, str) else experiments) if e.strip()]
     known = experiment_order()
+    if names == ['all']: return known
     unknown = [e for e in names if e not in known]
     if unknown: raise ConfigError(f"unknown experiment {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     if not names: raise ConfigError(f"no experiment given; choose from {', '.join(known)}")

@@ -20,21 +20,37 @@ from .leaderboard import paired_gain, verdict
 from .store import write_json
 
 # %% auto #0
-__all__ = ['parse_grid', 'cell_name', 'run_sweep', 'sweep_summary', 'sweep_markdown', 'plot_sweep', 'kd_sweep', 'main']
+__all__ = ['grid_axes', 'parse_grid', 'cell_name', 'run_sweep', 'sweep_summary', 'sweep_markdown', 'plot_sweep', 'kd_sweep',
+           'main']
 
 # %% ../nbs/12_sweep.ipynb #ce79fee3
-def parse_grid(grid:list[str]) -> tuple[str, list[dict]]:
-    "The method named by `grid` (`name.param=v1,v2,...` each) and every cell of the grid as `{param: value text}`."
+def grid_axes(grid:list[str]) -> tuple[str, list[dict]]:
+    "The method named by `grid` and its axes: each `{'name', 'params', 'values'}`, a value being one text per parameter."
     if not grid: raise ConfigError("give at least one --grid method.parameter=value1,value2,...")
-    axes, method = {}, None
+    axes, method, seen = [], None, set()
     for g in grid:
         key, eq, values = g.partition('=')
-        name, dot, p = key.strip().partition('.')
-        if not (eq and dot and values.strip()): raise ConfigError(f"--grid takes method.parameter=value1,value2,... (e.g. kd.T=1,2,4), not {g!r}")
+        name, dot, ps = key.strip().partition('.')
+        if not (eq and dot and ps and values.strip()):
+            raise ConfigError(f"--grid takes method.parameter=value1,value2,... (e.g. kd.T=1,2,4), not {g!r}")
         m = get_method(name).name
         if method not in (None, m): raise ConfigError(f"a sweep varies one method's settings; --grid names both {method} and {m}")
-        method, axes[p] = m, [v.strip() for v in values.split(',') if v.strip()]
-    return method, [dict(zip(axes, vs)) for vs in itertools.product(*axes.values())]
+        params = [p.strip() for p in ps.split('/')]
+        if again := seen & set(params): raise ConfigError(f"{', '.join(sorted(again))} is on two --grid axes; give each parameter once")
+        vals = [[x.strip() for x in v.split('/')] for v in values.split(',') if v.strip()]
+        if bad := [v for v in vals if len(v) != len(params)]:
+            raise ConfigError(f"--grid {key.strip()} moves {len(params)} parameters together, so each value is {len(params)} "
+                              f"numbers joined by '/', not {'/'.join(bad[0])!r}")
+        method, seen = m, seen | set(params)
+        axes.append({'name': '/'.join(params), 'params': params, 'values': vals})
+    return method, axes
+
+def parse_grid(grid:list[str]) -> tuple[str, list[dict]]:
+    "The method named by `grid` and every cell of the grid as `{param: value text}`."
+    method, axes = grid_axes(grid)
+    cells = [{p: v for a, vs in zip(axes, combo) for p, v in zip(a['params'], vs)}
+             for combo in itertools.product(*(a['values'] for a in axes))]
+    return method, cells
 
 def cell_name(cell:dict) -> str: return ','.join(f'{k}={v}' for k, v in cell.items())
 
@@ -79,7 +95,7 @@ def sweep_summary(out, grid:list[str], command:str='') -> dict:
                      'mean': round(float(a.mean()), 4), 'std': round(float(a.std(ddof=1)), 4) if len(a) > 1 else None,
                      'gain_over_baseline': g, 'verdict': verdict(g, BASELINE.label), 'seconds': round(float(np.mean(secs)), 1)})
     b = np.array(list(base.values()))
-    return {'method': method, 'grid': grid, 'cells': rows, 'command': command or base_rec.command,
+    return {'method': method, 'grid': grid, 'axes': grid_axes(grid)[1], 'cells': rows, 'command': command or base_rec.command,
             'baseline': {'experiment': BASELINE.experiment, 'accuracies': {str(s): v for s, v in base.items()},
                          'mean': round(float(b.mean()), 4), 'std': round(float(b.std(ddof=1)), 4) if len(b) > 1 else None},
             'seeds': base_rec.seeds, 'device': base_rec.device, 'threads': base_rec.threads, 'epochs': base_rec.epochs,
@@ -99,10 +115,12 @@ def sweep_markdown(sw:dict) -> str:
 
 def plot_sweep(sw:dict) -> plt.Figure:
     "A heat map of each cell's mean gain over CE (two swept parameters), or bars (one)."
-    axes = list(sw['cells'][0]['cell'])
-    gain = {tuple(r['cell'].values()): r for r in sw['cells']}
-    ys = list(dict.fromkeys(r['cell'][axes[0]] for r in sw['cells']))
-    xs = list(dict.fromkeys(r['cell'][axes[1]] for r in sw['cells'])) if len(axes) > 1 else ['']
+    axes = sw.get('axes') or [{'name': k, 'params': [k]} for k in sw['cells'][0]['cell']]  # files without 'axes': one parameter an axis
+    at = lambda r, a: '/'.join(r['cell'][p] for p in a['params'])  # a cell's value on axis `a`, as a label
+    key = lambda r: tuple(at(r, a) for a in axes)
+    gain = {key(r): r for r in sw['cells']}
+    ys = list(dict.fromkeys(at(r, axes[0]) for r in sw['cells']))
+    xs = list(dict.fromkeys(at(r, axes[1]) for r in sw['cells'])) if len(axes) > 1 else ['']
     m = np.array([[gain[(y, x) if len(axes) > 1 else (y,)]['gain_over_baseline']['mean'] for x in xs] for y in ys])
     lim = max(abs(m).max(), 0.1)
     fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 2.5, 0.7 * len(ys) + 1.6))
@@ -112,8 +130,8 @@ def plot_sweep(sw:dict) -> plt.Figure:
             r = gain[(y, x) if len(axes) > 1 else (y,)]
             mark = {'better': ' ▲', 'worse': ' ▼'}.get(r['verdict'].split()[0], '')
             ax.text(j, i, f"{m[i, j]:+.2f}{mark}", ha='center', va='center', fontsize=9)
-    ax.set_yticks(range(len(ys)), ys); ax.set_ylabel(axes[0])
-    ax.set_xticks(range(len(xs)), xs); ax.set_xlabel(axes[1] if len(axes) > 1 else '')
+    ax.set_yticks(range(len(ys)), ys); ax.set_ylabel(axes[0]['name'])
+    ax.set_xticks(range(len(xs)), xs); ax.set_xlabel(axes[1]['name'] if len(axes) > 1 else '')
     fig.colorbar(im, ax=ax, label='mean gain over CE (points)')
     ax.set_title(f"{sw['method']}: gain over CE, {len(sw['seeds'])} seeds per cell\n▲/▼: the 95% CI excludes 0", fontsize=9)
     fig.tight_layout()
@@ -124,7 +142,8 @@ def kd_sweep(argv:list[str]|None=None) -> dict|None:
     "The `kd_sweep` command."
     argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
     p = OneLineParser('kd_sweep', description="Train a method at every cell of a grid of its settings and the CE student, with the same seeds and teacher.")
-    p.add_argument('--grid', action='append', default=[], metavar='METHOD.PARAM=V1,V2,...', help='a swept parameter and its values (repeatable)')
+    p.add_argument('--grid', action='append', default=[], metavar='METHOD.PARAM=V1,V2,...',
+                   help="a swept parameter and its values, one axis of the grid (repeatable); parameters that move together: METHOD.A/B=a1/b1,a2/b2,...")
     p.add_argument('--teacher', required=True, help='a trained teacher (the teacher.pt of a kd_run)')
     p.add_argument('--data', default=None, help="as kd_run's --data")
     p.add_argument('--seeds', default='42,43,44', help='comma-separated seeds (default: 42,43,44)')
