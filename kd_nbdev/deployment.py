@@ -70,6 +70,11 @@ def _machine(threads:int) -> str:
           if Path('/proc/cpuinfo').exists() else None
     return f"{cpu or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} thread{'s' * (threads > 1)} per runtime"
 
+def _load_average() -> float|None:
+    "The machine's load over the last minute (runnable processes), where the OS says it."
+    try: return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError): return None
+
 def deployment(run, data, models:list[str], int8:str|None=None, seed:int|None=None, teacher=None, out=None,
                threads:int=1, rounds:int=5, calls:int=50, batch:int=256, calibration_images:int=1000,
                log=lambda m: print(m, file=sys.stderr)) -> dict:
@@ -102,13 +107,15 @@ def deployment(run, data, models:list[str], int8:str|None=None, seed:int|None=No
         nets[name] = runtimes(name, None if is_int8 else t.classifier, f, threads)
     log(f"deployment: timing {sum(map(len, nets.values()))} network/runtime pairs, {rounds} rounds")
     rng = np.random.default_rng(0)
+    load = [_load_average()]  # other work on the machine slows every row alike (they are timed in turn), but it shows
     speed = measure_speed(nets, x_test[0], x_test[rng.choice(len(x_test), batch, replace=False)], rounds, calls)
+    load.append(_load_average())
     for r in rows:
         for rt in ('pytorch', 'onnxruntime'): r[rt] = speed.get(f"{r['model']}/{rt}")
     return {'rows': rows, 'test_images': len(x_test), 'data': data.source, 'threads': threads,
             'machine': _machine(threads), 'torch': torch.__version__, 'onnxruntime': onnxruntime.__version__,
             'timing': {'rounds': rounds, 'latency_calls_per_round': calls, 'batch': batch, 'throughput_calls_per_round': 3,
-                       'warmup_calls': 3}}
+                       'warmup_calls': 3, 'load_average_1min': {'before': load[0], 'after': load[1]}}}
 
 # %% ../nbs/14_deployment.ipynb #c7550a03
 def _fmt(v, f): return '—' if v is None else format(v, f)
