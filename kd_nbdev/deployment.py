@@ -140,8 +140,11 @@ def plot_deployment(d:dict):
     for rt, marker in (('pytorch', 'o'), ('onnxruntime', 's')):
         pts = [(r[rt]['latency_ms_median'], r[f'test_accuracy_{rt}'], r['model']) for r in d['rows'] if r[rt] and r[f'test_accuracy_{rt}'] is not None]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=50, label=rt)
-        for x, y, n in pts: ax.annotate(n, (x, y), textcoords='offset points', xytext=(6, 3), fontsize=8)
-    ax.set_xscale('log'); ax.set_xlabel('latency at batch 1, median (ms, log scale)'); ax.set_ylabel('test accuracy (%)')
+        for x, y, n in pts:  # PyTorch's names below their points, onnxruntime's above, int8's below and to the left
+            int8 = n.endswith('_int8')
+            ax.annotate(n, (x, y), textcoords='offset points', xytext=(-6 if int8 else 6, 4 if rt == 'onnxruntime' and not int8 else -11),
+                        ha='right' if int8 else 'left', fontsize=8)
+    ax.set_xscale('log'); ax.margins(x=0.25, y=0.08); ax.set_xlabel('latency at batch 1, median (ms, log scale)'); ax.set_ylabel('test accuracy (%)')
     ax.set_title(f"Accuracy against latency ({d['threads']} CPU thread{'s' * (d['threads'] > 1)})"); ax.legend(); ax.grid(alpha=.3)
     return fig
 
