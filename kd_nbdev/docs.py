@@ -4,18 +4,108 @@
 
 # %% ../nbs/90_docs.ipynb #654df2ee
 from __future__ import annotations
-import os, re, shutil, subprocess, sys, tempfile
+import dataclasses, inspect, os, re, shutil, subprocess, sys, tempfile
+from importlib.util import find_spec
 from pathlib import Path
-import yaml
-from execnb.nbio import read_nb, write_nb, dict2nb, mk_cell, new_nb
+from urllib.parse import urljoin
+from fastcore.docments import docments, MarkdownRenderer
 from fastcore.script import call_parse
 from .cli import dashed_cli
-from nbdev.config import get_config
 
 # %% auto #0
-__all__ = ['main', 'split_directives', 'frontmatter', 'api_label', 'showdoc_md', 'local_doc_links', 'myst_cells', 'doc_pages',
-           'write_sources', 'DocsError', 'sphinx_build', 'build_site', 'fenced', 'relink', 'readme_md', 'write_readme',
-           'kd_docs']
+__all__ = ['main', 'signature_code', 'own_docstring', 'params_table', 'ShowDoc', 'split_directives', 'frontmatter', 'api_label',
+           'showdoc_md', 'local_doc_links', 'split_tables', 'myst_cells', 'doc_pages', 'write_sources', 'DocsError',
+           'sphinx_build', 'build_site', 'fenced', 'relink', 'readme_md', 'write_readme', 'missing_tools', 'kd_docs']
+
+# %% ../nbs/90_docs.ipynb #cf6d3539
+try:  # the docs tools come with the dev extra; without them `kd_docs` says what to install (see `missing_tools`)
+    import yaml
+    from execnb.nbio import read_nb, write_nb, dict2nb, mk_cell, new_nb
+    from nbdev.config import get_config
+except ModuleNotFoundError: pass
+
+# %% ../nbs/90_docs.ipynb #1cc2dd8a
+def _fmt_anno(a) -> str:
+    "An annotation as the source writes it (with `from __future__ import annotations` it is that string)."
+    return a if isinstance(a, str) else getattr(a, '__forward_arg__', None) or inspect.formatannotation(a)
+
+def _fmt_param(p:inspect.Parameter) -> str:
+    star = {p.VAR_POSITIONAL: '*', p.VAR_KEYWORD: '**'}.get(p.kind, '')
+    anno = '' if p.annotation is p.empty else f':{_fmt_anno(p.annotation)}'
+    return star + p.name + anno + ('' if p.default is p.empty else f'={_fmt_default(p.default)}')
+
+def _fmt_default(d) -> str: return d.__name__ if hasattr(d, '__name__') else repr(d)
+
+def _signature(sym):
+    try: return inspect.signature(sym)
+    except (ValueError, TypeError): return None  # a builtin's constructor (an exception's), or not callable
+
+def _wrap(head:str, params:list, tail:str, width:int) -> str:
+    "`head(params)tail` on one line, or with the parameters on indented lines of at most `width` characters."
+    one = f'{head}({", ".join(params)}){tail}'
+    if len(one) <= width: return one
+    lines = ['']
+    for p in params:
+        if lines[-1] and len(lines[-1]) + len(p) + 2 > width - 4: lines.append('')
+        lines[-1] += (' ' if lines[-1] else '') + p + ','
+    return f'{head}(\n' + '\n'.join('    ' + l for l in lines) + f'\n){tail}'
+
+def signature_code(sym, name:str, width:int=88) -> str:
+    "The signature of `sym` as Python: `class Name(Bases):` and its constructor for a class, `def name(...) -> ...` for a function."
+    sig = _signature(sym)
+    if inspect.isclass(sym):
+        bases = [b.__qualname__ for b in sym.__bases__ if b is not object]
+        head = f'class {name}' + (f'({", ".join(bases)})' if bases else '') + ':'
+        if sig is None: return head[:-1]  # the constructor is a builtin's: nothing to add
+        init = _wrap('def __init__', ['self'] + [_fmt_param(p) for p in sig.parameters.values()], '', width - 4)
+        return head + '\n' + '\n'.join('    ' + l for l in init.splitlines())
+    kw = 'async def' if inspect.iscoroutinefunction(sym) else 'def'
+    if sig is None: return f'{kw} {name}(...)'
+    ret = '' if sig.return_annotation is sig.empty else f' -> {_fmt_anno(sig.return_annotation)}'
+    return _wrap(f'{kw} {name}', [_fmt_param(p) for p in sig.parameters.values()], ret, width)
+
+def own_docstring(sym) -> str:
+    "The docstring `sym` itself has: not one it gets from its type (a builtin's `__call__`), nor a dataclass's made-up one."
+    doc = sym.__dict__.get('__doc__') if inspect.isclass(sym) else getattr(sym, '__doc__', None)
+    if not isinstance(doc, str): return ''
+    if dataclasses.is_dataclass(sym) and doc.startswith(f'{sym.__name__}('): return ''
+    return inspect.cleandoc(doc)
+
+def _cell(s) -> str: return str(s).replace('|', '\\|').replace('\n', ' ')
+
+def params_table(sym) -> str:
+    "The parameters of `sym` (a class: of its constructor) as nbdev's Markdown table: type, default and docment."
+    sig = _signature(sym)
+    if sig is None: return ''
+    try: dm = docments(sym, full=True)
+    except Exception: dm = {}
+    helps = {f.name: f.metadata.get('help') for f in dataclasses.fields(sym)} if dataclasses.is_dataclass(sym) else {}
+    rows = []
+    for p in sig.parameters.values():
+        name = {p.VAR_POSITIONAL: '\\*', p.VAR_KEYWORD: '\\*\\*'}.get(p.kind, '') + p.name
+        anno = '' if p.annotation is p.empty else _fmt_anno(p.annotation)
+        default = '' if p.default is p.empty else _fmt_default(p.default)
+        details = (dm.get(p.name) or {}).get('docment') or helps.get(p.name) or ''
+        rows.append((name, anno, default, details))
+    ret = dm.get('return') or {}
+    # the return value gets a row when it has a docment, or a type beside parameters (a table for a type alone says no more)
+    if not inspect.isclass(sym) and (ret.get('docment') or rows and sig.return_annotation is not sig.empty):
+        rows.append(('**Returns**', '' if sig.return_annotation is sig.empty else _fmt_anno(sig.return_annotation), '',
+                     ret.get('docment') or ''))
+    if not rows: return ''
+    head = '|  | **Type** | **Default** | **Details** |\n| -- | -------- | ----------- | ----------- |'
+    return head + ''.join(f'\n| {" | ".join(_cell(c) for c in r)} |' for r in rows)
+
+class ShowDoc(MarkdownRenderer):  # fastcore's (not nbdev's) base: the package imports without nbdev
+    "`show_doc` as this site renders it: a Python signature (`class` for classes), the object's own docstring, the parameters table."
+    def _repr_markdown_(self):
+        sym, head = self.sym, f'{"#" * self.title_level} {self.nm}'
+        if not callable(sym): return f'{head}\n\n{super()._repr_markdown_()}'
+        parts = [head, f'```python\n{signature_code(sym, self.nm.split(".")[-1])}\n```']
+        if doc := own_docstring(sym): parts.append(re.sub(r'^(\s*)(.+)', r'\1*\2*', doc, count=1))
+        if tbl := params_table(sym): parts.append(tbl)
+        return '\n\n'.join(parts)
+
 
 # %% ../nbs/90_docs.ipynb #60eef926
 _directive_re = re.compile(r'^#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
@@ -47,9 +137,9 @@ _source_link_re = re.compile(r'\[source\]\(([^)\s]+)\)\{[^}]*\}')
 _md_heading_re = re.compile(r'^#{1,6} +(\S+)[ \t]*$', re.M)
 
 def showdoc_md(md:str, page:str) -> str:
-    "`show_doc` Markdown made fit for MyST: no leading rule, the source link as HTML, a label before each heading."
+    "`show_doc` Markdown made fit for MyST: no leading rule, no link to a repository, a label before each heading."
     md = re.sub(r'\A\s*---[ \t]*\n\s*', '', md)
-    md = _source_link_re.sub(r'<a class="nbdev-source" href="\1">source</a>', md)
+    md = _source_link_re.sub('', md).lstrip()
     return _md_heading_re.sub(lambda m: f'({api_label(page, m.group(1))})=\n{m.group(0)}', md)
 
 # %% ../nbs/90_docs.ipynb #ee4a5050
@@ -70,6 +160,27 @@ def local_doc_links(md:str, # Markdown with nbdev's links
 
 # %% ../nbs/90_docs.ipynb #2c9c9a87
 _tags = {'echo': ('false', 'remove-input'), 'output': ('false', 'remove-output'), 'code-fold': ('true', 'hide-input')}
+_md_table_re = re.compile(r'^\|.*\|[ \t]*\n\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*\n(?:\|.*\|[ \t]*(?:\n|\Z))*', re.M)
+
+def split_tables(text:str) -> list:
+    "`text` as `(is_table, piece)` pairs: the Markdown tables in it apart from the rest."
+    out, i = [], 0
+    for m in _md_table_re.finditer(text):
+        out += [(False, text[i:m.start()]), (True, m.group(0))]
+        i = m.end()
+    return [(t, p) for t, p in out + [(False, text[i:])] if p.strip()]
+
+def _outputs(outputs) -> list:
+    "`outputs` for myst-nb: the Markdown tables in printed text as Markdown outputs, so they render as tables."
+    res = []
+    for o in outputs:
+        if o['output_type'] == 'execute_result':
+            res.append({**o, 'metadata': o.get('metadata', {}), 'execution_count': o.get('execution_count')})
+        elif o['output_type'] == 'stream' and _md_table_re.search(text := ''.join(o['text'])):
+            res += [{'output_type': 'display_data', 'metadata': {}, 'data': {'text/markdown': p, 'text/plain': p}}
+                    if is_table else {**o, 'text': p} for is_table, p in split_tables(text)]
+        else: res.append(o)
+    return res
 
 def _code_cell(cell, page):
     "The cells that stand for the processed code `cell` (none, a Markdown one, or a code one)."
@@ -81,10 +192,8 @@ def _code_cell(cell, page):
         md = showdoc_md(md, page) if 'show_doc(' in code else md
         return [mk_cell(md, 'markdown')] if md.strip() else []
     tags = [t for k, (v, t) in _tags.items() if dirs.get(k) == v]
-    outputs = [{**o, 'metadata': o.get('metadata', {}), 'execution_count': o.get('execution_count')}
-               if o['output_type'] == 'execute_result' else o for o in cell.get('outputs', [])]
     return [{'cell_type': 'code', 'source': code, 'metadata': {'tags': tags} if tags else {},
-             'execution_count': None, 'outputs': outputs}]
+             'execution_count': None, 'outputs': _outputs(cell.get('outputs', []))}]
 
 def myst_cells(nb, # a notebook processed by nbdev
                page:str # its page name in this site
@@ -186,7 +295,7 @@ def build_site(path:Path=None, # the notebooks (default: `nbs_path` in settings.
     force = force or not marker.exists() or marker.read_text() != source
     proc = proc_nbs(path, n_workers=n_workers, force=force)
     (proc/'.kd_docs_source').write_text(source)
-    base = cfg.doc_host + cfg.doc_baseurl.rstrip('/') + '/'
+    base = urljoin(urljoin(cfg.doc_host + '/', cfg.doc_baseurl) + '/', '_')[:-1]  # as nbdev's doclinks join them
     with tempfile.TemporaryDirectory() as src:
         write_sources(proc, doc_pages(path), src, base, title=cfg.title, description=cfg.description)
         sphinx_build(src, dest, quiet=quiet)
@@ -227,18 +336,28 @@ def readme_md(nb, # the notebook
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 # %% ../nbs/90_docs.ipynb #eaefd268
-def write_readme(nb_path:Path=None, # the notebook (default: `readme_nb` in `nbs_path`)
+def write_readme(nb_path:Path=None, # the notebook (default: `index.ipynb` in `nbs_path`)
                  dest:Path=None # the README (default: README.md next to settings.ini)
                 ) -> Path:
     "Write README.md from the index notebook."
     cfg = get_config()
-    nb_path = Path(nb_path or cfg.nbs_path/cfg.get('readme_nb', 'index.ipynb'))
+    nb_path = Path(nb_path or cfg.nbs_path/'index.ipynb')
     dest = Path(dest or cfg.config_path/'README.md')
     folder = Path(os.path.relpath(nb_path.resolve().parent, dest.resolve().parent)).as_posix()
     dest.write_text(readme_md(read_nb(nb_path), folder), encoding='utf-8')
     return dest
 
 # %% ../nbs/90_docs.ipynb #9035a2b7
+_tools = {'yaml': 'pyyaml', 'execnb': 'execnb', 'nbdev': 'nbdev', 'sphinx': 'sphinx',
+          'myst_nb': 'myst-nb', 'furo': 'furo'}
+
+def missing_tools() -> list:
+    "The packages `kd_docs` needs that are not installed (the dev extra installs them all)."
+    def _missing(mod):
+        try: return find_spec(mod) is None
+        except (ImportError, ValueError): return True
+    return [pkg for mod, pkg in _tools.items() if _missing(mod)]
+
 @call_parse
 def kd_docs(readme:bool=False, # only write README.md from the index notebook
             path:str=None, # the notebooks, whose index notebook gives README.md (default: `nbs_path` in settings.ini)
@@ -248,9 +367,13 @@ def kd_docs(readme:bool=False, # only write README.md from the index notebook
             verbose:bool=False # show Sphinx's progress, not only its warnings
            ):
     "Write README.md from the index notebook and build the docs site offline, failing on any warning or broken link."
+    if missing := missing_tools():
+        print(f'kd_docs needs the dev extra ({", ".join(missing)} not installed): in your clone, pip install -e ".[dev]"',
+              file=sys.stderr)
+        sys.exit(2)
     cfg = get_config()
     path = Path(path or cfg.nbs_path)
-    index = path/cfg.get('readme_nb', 'index.ipynb')
+    index = path/'index.ipynb'
     if index.exists(): print(f'wrote {write_readme(index)}')
     else: print(f'no {index}: README.md left as it is')
     if readme: return
