@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_docs.ipynb #654df2ee
 from __future__ import annotations
-import dataclasses, inspect, os, re, shutil, subprocess, sys, tempfile
+import ast, dataclasses, inspect, os, re, shutil, subprocess, sys, tempfile
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urljoin
@@ -14,14 +14,18 @@ from .cli import dashed_cli
 
 # %% auto #0
 __all__ = ['main', 'signature_code', 'own_docstring', 'params_table', 'ShowDoc', 'split_directives', 'frontmatter', 'api_label',
-           'showdoc_md', 'local_doc_links', 'split_tables', 'myst_cells', 'doc_pages', 'write_sources', 'DocsError',
-           'sphinx_build', 'build_site', 'fenced', 'relink', 'readme_md', 'write_readme', 'missing_tools', 'kd_docs']
+           'showdoc_md', 'local_doc_links', 'split_tables', 'myst_cells', 'doc_pages', 'def_lines', 'source_pages',
+           'source_links', 'add_source_links', 'write_sources', 'DocsError', 'sphinx_build', 'build_site', 'fenced',
+           'relink', 'readme_md', 'write_readme', 'missing_tools', 'kd_docs']
 
 # %% ../nbs/90_docs.ipynb #cf6d3539
 try:  # the docs tools come with the dev extra; without them `kd_docs` says what to install (see `missing_tools`)
     import yaml
     from execnb.nbio import read_nb, write_nb, dict2nb, mk_cell, new_nb
     from nbdev.config import get_config
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
 except ModuleNotFoundError: pass
 
 # %% ../nbs/90_docs.ipynb #1cc2dd8a
@@ -217,6 +221,62 @@ def doc_pages(path:Path) -> list[str]:
     names = sorted(p.with_suffix('').as_posix() for p in nbs if not any(s[0] in '_.' for s in p.parts))
     return sorted(names, key=lambda n: n != 'index')
 
+# %% ../nbs/90_docs.ipynb #cd4e9ebd
+def def_lines(py:Path) -> dict:
+    "The line of each top-level function and class of the module `py`, and of each method (`Class.method`)."
+    lines, defs = {}, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    for node in ast.parse(Path(py).read_text(encoding='utf-8')).body:
+        if not isinstance(node, defs): continue
+        lines[node.name] = node.lineno
+        if isinstance(node, ast.ClassDef): lines.update({f'{node.name}.{n.name}': n.lineno for n in node.body if isinstance(n, defs)})
+    return lines
+
+def source_pages(lib:Path, # the package's folder
+                 src:Path # the Sphinx source folder
+                ) -> dict:
+    "Write a page of highlighted source, each line an anchor `L-n`, for every module of `lib`; the page of each module file."
+    lib, pages = Path(lib), {}
+    for py in sorted(lib.rglob('*.py')):
+        if py.name == '_modidx.py' or any(s[0] in '_.' for s in py.relative_to(lib).parts[:-1]): continue
+        rel = py.relative_to(lib.parent).as_posix()  # as `_modidx.py` names it, e.g. `kd_nbdev/methods/kd.py`
+        text = py.read_text(encoding='utf-8')
+        html = highlight(text, PythonLexer(), HtmlFormatter(lineanchors='L', linenos='inline'))
+        fence = '`' * max(3, max((len(r) for r in re.findall('`+', text)), default=0) + 1)
+        pages[rel] = page = f'source/{rel[:-3]}'
+        (src/page).parent.mkdir(parents=True, exist_ok=True)
+        (src/f'{page}.md').write_text(f'---\norphan: true\n---\n\n# {rel}\n\n{fence}{{raw}} html\n'
+                                      f'<div class="kd-source highlight-python notranslate">{html}</div>\n{fence}\n', encoding='utf-8')
+    return pages
+
+def source_links(lib:Path, # the package's folder
+                 src_pages:dict, # module file -> its page, as `source_pages` gives them
+                 pages:dict # Quarto's page name -> the page's name in this site
+                ) -> dict:
+    "The API label of every exported name of `lib` -> the page of its module and the line that defines it."
+    ns = {}
+    exec((Path(lib)/'_modidx.py').read_text(encoding='utf-8'), ns)
+    links, lines = {}, {}
+    for mod, syms in ns['d']['syms'].items():
+        for sym, (doc, py) in syms.items():
+            page, _, anchor = doc.partition('#')
+            page = pages.get(page.removesuffix('.html'))
+            if page is None or py not in src_pages: continue
+            if py not in lines: lines[py] = def_lines(Path(lib).parent/py)
+            if line := lines[py].get(sym.removeprefix(mod + '.')): links[api_label(page, anchor)] = (src_pages[py], line)
+    return links
+
+def add_source_links(md:str, # Markdown with API entries (`(label)=` and a heading)
+                     links:dict, # API label -> (page of the module, line), as `source_links` gives them
+                     here:str # the page `md` is on
+                    ) -> str:
+    "A `source` link after the heading of every API entry in `md` whose label `links` knows."
+    def _sub(m):
+        if m.group(1) not in links: return m.group(0)
+        page, line = links[m.group(1)]
+        href = os.path.relpath(page, os.path.dirname(here) or '.') + f'.html#L-{line}'
+        return f'{m.group(0)}\n\n<a class="nbdev-source" href="{href}">source</a>'
+    return re.sub(r'^\((api-[^)]+)\)=\n#+ .*$', _sub, md, flags=re.M)
+
 # %% ../nbs/90_docs.ipynb #3e913457
 _kernel = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
            'language_info': {'name': 'python', 'pygments_lexer': 'ipython3'}}
@@ -226,7 +286,8 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
                   names:list, # the pages, as `doc_pages` gives them
                   src:Path, # the Sphinx source folder to write
                   base:str, # the Quarto site's address (`doc_host` + `doc_baseurl` + `/`)
-                  title:str='', description:str='' # the home page's, when there is no index notebook
+                  title:str='', description:str='', # the home page's, when there is no index notebook
+                  lib:Path=None # the package's folder, for the source pages and links (none without it)
                  ):
     "Write the Sphinx sources of `names` from `proc` into `src`."
     proc, src = Path(proc), Path(src)
@@ -244,9 +305,11 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
         nbs[name] = myst_cells(nb, name)
     labels = {m.group(1) for cells in nbs.values() for c in cells if c['cell_type'] == 'markdown'
               for m in re.finditer(r'^\((api-[^)]+)\)=$', c['source'], re.M)}
+    links = source_links(lib, source_pages(lib, src), pages) if lib else {}
     for name, cells in nbs.items():
         for c in cells:
-            if c['cell_type'] == 'markdown': c['source'] = local_doc_links(c['source'], base, pages, labels, here=name)
+            if c['cell_type'] == 'markdown':
+                c['source'] = add_source_links(local_doc_links(c['source'], base, pages, labels, here=name), links, name)
         if name == 'index':
             toc = '\n'.join(os.path.relpath(n) for n in names if n != 'index')
             cells.append(mk_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```', 'markdown'))
@@ -297,7 +360,7 @@ def build_site(path:Path=None, # the notebooks (default: `nbs_path` in settings.
     (proc/'.kd_docs_source').write_text(source)
     base = urljoin(urljoin(cfg.doc_host + '/', cfg.doc_baseurl) + '/', '_')[:-1]  # as nbdev's doclinks join them
     with tempfile.TemporaryDirectory() as src:
-        write_sources(proc, doc_pages(path), src, base, title=cfg.title, description=cfg.description)
+        write_sources(proc, doc_pages(path), src, base, title=cfg.title, description=cfg.description, lib=cfg.lib_path)
         sphinx_build(src, dest, quiet=quiet)
     return dest
 
@@ -349,7 +412,7 @@ def write_readme(nb_path:Path=None, # the notebook (default: `index.ipynb` in `n
 
 # %% ../nbs/90_docs.ipynb #9035a2b7
 _tools = {'yaml': 'pyyaml', 'execnb': 'execnb', 'nbdev': 'nbdev', 'sphinx': 'sphinx',
-          'myst_nb': 'myst-nb', 'furo': 'furo'}
+          'myst_nb': 'myst-nb', 'furo': 'furo', 'pygments': 'pygments'}
 
 def missing_tools() -> list:
     "The packages `kd_docs` needs that are not installed (the dev extra installs them all)."

@@ -161,10 +161,12 @@ def looks(server, browser):
                 const entries = [...document.querySelectorAll('section')].filter(s => s.querySelector(':scope > h3'))
                     .map(s => ({name: s.querySelector(':scope > h3').textContent.replace('¶', '').trim(),
                                 sig: s.querySelector(':scope > div.highlight-python pre')?.innerText || '',
+                                source: s.querySelector(':scope > p > a.nbdev-source')?.href || '',
                                 text: s.innerText,
                                 table: [...s.querySelectorAll(':scope > table, :scope > div > table')]
                                        .some(t => /Type/.test(t.innerText) && /Default/.test(t.innerText) && /Details/.test(t.innerText))}));
                 return {entries,
+                        sources: [...document.querySelectorAll('a.nbdev-source')].map(a => a.href),
                         outputs: [...document.querySelectorAll('.cell_output')].map(text),
                         inputs: [...document.querySelectorAll('.cell_input')].map(text),
                         scrolling: [...document.querySelectorAll('pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
@@ -202,3 +204,18 @@ def test_code_does_not_scroll_sideways(looks):
 def test_test_imports_are_hidden(looks):
     shown = [p for p, v in looks.items() if any('from fastcore.test import' in i for i in v['inputs'])]
     assert not shown, f'pages that show the import of the test helpers: {shown}'
+
+def test_source_links_lead_to_the_definition(looks, server):
+    "Every API entry of the training chapter links to its source; every source link, to the line that defines the name."
+    import re, urllib.request
+    entries = looks['02_training']['entries']
+    assert entries and all(e['source'] for e in entries), [e['name'] for e in entries if not e['source']]
+    pages, bad = {}, []
+    for e in (e for v in looks.values() for e in v['entries'] if e['source']):
+        url, _, line = e['source'].partition('#')
+        assert url.startswith(server), e['source']   # a page of this site, not a repository
+        if url not in pages: pages[url] = urllib.request.urlopen(url).read().decode()
+        m = re.search(rf'id="{line}"[^>]*></a>(.*?)(?:<a id=|</pre>)', pages[url], re.S)
+        code = re.sub(r'<[^>]+>', '', re.sub(r'<span class="linenos">.*?</span>', '', m.group(1))) if m else ''
+        if not re.search(rf'\b(def|class)\s+{re.escape(e["name"].split(".")[-1])}\b', code): bad.append((e['name'], e['source'], code[:80]))
+    assert not bad, f'source links that do not lead to the definition: {bad}'
