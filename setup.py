@@ -1,6 +1,6 @@
 from setuptools import setup
 from configparser import ConfigParser
-import setuptools, shlex
+import re, setuptools, shlex
 
 # nbdev's template setup.py, without its pkg_resources version check (pkg_resources is gone from current setuptools)
 config = ConfigParser(delimiters=['='])
@@ -32,6 +32,10 @@ deploy_requirements = (cfg.get('deploy_requirements') or '').split()
 # the tests export to ONNX, so the developer's install has the deploy extra too
 dev_requirements = (cfg.get('dev_requirements') or '').split() + deploy_requirements
 
+# README.md links to the chapters as notebooks of the clone (nbs/...): shown elsewhere (a package index) those links
+# would lead nowhere, so the package's description keeps their text only
+long_description = re.sub(r'\[([^\]]+)\]\((?![a-z][\w+.-]*:|#)[^)\s]+\)', r'\1', open('README.md', encoding='utf-8').read())
+
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
 if pkg_data:
@@ -48,15 +52,15 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
-    url = cfg['git_url'],
-    project_urls = {'Documentation': cfg['doc_host'] + cfg['doc_baseurl'], 'Source': cfg['git_url']},
+    # no public repository or docs host yet (settings.ini): no made-up addresses in the package's metadata
+    **({'url': cfg['git_url'], 'project_urls': {'Source': cfg['git_url']}} if cfg.get('git_url') else {}),
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'deploy': deploy_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
-    long_description = open('README.md', encoding='utf-8').read(),
+    long_description = long_description,
     long_description_content_type = 'text/markdown',
     zip_safe = False,
     entry_points = {

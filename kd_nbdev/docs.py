@@ -4,18 +4,112 @@
 
 # %% ../nbs/90_docs.ipynb #654df2ee
 from __future__ import annotations
-import os, re, shutil, subprocess, sys, tempfile
+import ast, dataclasses, inspect, os, re, shutil, subprocess, sys, tempfile
+from importlib.util import find_spec
 from pathlib import Path
-import yaml
-from execnb.nbio import read_nb, write_nb, dict2nb, mk_cell, new_nb
+from urllib.parse import urljoin
+from fastcore.docments import docments, MarkdownRenderer
 from fastcore.script import call_parse
 from .cli import dashed_cli
-from nbdev.config import get_config
 
 # %% auto #0
-__all__ = ['main', 'split_directives', 'frontmatter', 'api_label', 'showdoc_md', 'local_doc_links', 'myst_cells', 'doc_pages',
-           'write_sources', 'DocsError', 'sphinx_build', 'build_site', 'fenced', 'relink', 'readme_md', 'write_readme',
-           'kd_docs']
+__all__ = ['main', 'signature_code', 'own_docstring', 'params_table', 'ShowDoc', 'split_directives', 'frontmatter', 'api_label',
+           'showdoc_md', 'local_doc_links', 'split_tables', 'myst_cells', 'doc_pages', 'def_lines', 'source_pages',
+           'source_links', 'add_source_links', 'write_sources', 'DocsError', 'sphinx_build', 'build_site', 'fenced',
+           'relink', 'readme_md', 'write_readme', 'missing_tools', 'kd_docs']
+
+# %% ../nbs/90_docs.ipynb #cf6d3539
+try:  # the docs tools come with the dev extra; without them `kd_docs` says what to install (see `missing_tools`)
+    import yaml
+    from execnb.nbio import read_nb, write_nb, dict2nb, mk_cell, new_nb
+    from nbdev.config import get_config
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+except ModuleNotFoundError: pass
+
+# %% ../nbs/90_docs.ipynb #1cc2dd8a
+def _fmt_anno(a) -> str:
+    "An annotation as the source writes it (with `from __future__ import annotations` it is that string)."
+    return a if isinstance(a, str) else getattr(a, '__forward_arg__', None) or inspect.formatannotation(a)
+
+def _fmt_param(p:inspect.Parameter) -> str:
+    star = {p.VAR_POSITIONAL: '*', p.VAR_KEYWORD: '**'}.get(p.kind, '')
+    anno = '' if p.annotation is p.empty else f':{_fmt_anno(p.annotation)}'
+    return star + p.name + anno + ('' if p.default is p.empty else f'={_fmt_default(p.default)}')
+
+def _fmt_default(d) -> str: return d.__name__ if hasattr(d, '__name__') else repr(d)
+
+def _signature(sym):
+    try: return inspect.signature(sym)
+    except (ValueError, TypeError): return None  # a builtin's constructor (an exception's), or not callable
+
+def _wrap(head:str, params:list, tail:str, width:int) -> str:
+    "`head(params)tail` on one line, or with the parameters on indented lines of at most `width` characters."
+    one = f'{head}({", ".join(params)}){tail}'
+    if len(one) <= width: return one
+    lines = ['']
+    for p in params:
+        if lines[-1] and len(lines[-1]) + len(p) + 2 > width - 4: lines.append('')
+        lines[-1] += (' ' if lines[-1] else '') + p + ','
+    return f'{head}(\n' + '\n'.join('    ' + l for l in lines) + f'\n){tail}'
+
+def signature_code(sym, name:str, width:int=88) -> str:
+    "The signature of `sym` as Python: `class Name(Bases):` and its constructor for a class, `def name(...) -> ...` for a function."
+    sig = _signature(sym)
+    if inspect.isclass(sym):
+        bases = [b.__qualname__ for b in sym.__bases__ if b is not object]
+        head = f'class {name}' + (f'({", ".join(bases)})' if bases else '') + ':'
+        if sig is None: return head[:-1]  # the constructor is a builtin's: nothing to add
+        init = _wrap('def __init__', ['self'] + [_fmt_param(p) for p in sig.parameters.values()], '', width - 4)
+        return head + '\n' + '\n'.join('    ' + l for l in init.splitlines())
+    kw = 'async def' if inspect.iscoroutinefunction(sym) else 'def'
+    if sig is None: return f'{kw} {name}(...)'
+    ret = '' if sig.return_annotation is sig.empty else f' -> {_fmt_anno(sig.return_annotation)}'
+    return _wrap(f'{kw} {name}', [_fmt_param(p) for p in sig.parameters.values()], ret, width)
+
+def own_docstring(sym) -> str:
+    "The docstring `sym` itself has: not one it gets from its type (a builtin's `__call__`), nor a dataclass's made-up one."
+    doc = sym.__dict__.get('__doc__') if inspect.isclass(sym) else getattr(sym, '__doc__', None)
+    if not isinstance(doc, str): return ''
+    if dataclasses.is_dataclass(sym) and doc.startswith(f'{sym.__name__}('): return ''
+    return inspect.cleandoc(doc)
+
+def _cell(s) -> str: return str(s).replace('|', '\\|').replace('\n', ' ')
+
+def params_table(sym) -> str:
+    "The parameters of `sym` (a class: of its constructor) as nbdev's Markdown table: type, default and docment."
+    sig = _signature(sym)
+    if sig is None: return ''
+    try: dm = docments(sym, full=True)
+    except Exception: dm = {}
+    helps = {f.name: f.metadata.get('help') for f in dataclasses.fields(sym)} if dataclasses.is_dataclass(sym) else {}
+    rows = []
+    for p in sig.parameters.values():
+        name = {p.VAR_POSITIONAL: '\\*', p.VAR_KEYWORD: '\\*\\*'}.get(p.kind, '') + p.name
+        anno = '' if p.annotation is p.empty else _fmt_anno(p.annotation)
+        default = '' if p.default is p.empty else _fmt_default(p.default)
+        details = (dm.get(p.name) or {}).get('docment') or helps.get(p.name) or ''
+        rows.append((name, anno, default, details))
+    ret = dm.get('return') or {}
+    # the return value gets a row when it has a docment, or a type beside parameters (a table for a type alone says no more)
+    if not inspect.isclass(sym) and (ret.get('docment') or rows and sig.return_annotation is not sig.empty):
+        rows.append(('**Returns**', '' if sig.return_annotation is sig.empty else _fmt_anno(sig.return_annotation), '',
+                     ret.get('docment') or ''))
+    if not rows: return ''
+    head = '|  | **Type** | **Default** | **Details** |\n| -- | -------- | ----------- | ----------- |'
+    return head + ''.join(f'\n| {" | ".join(_cell(c) for c in r)} |' for r in rows)
+
+class ShowDoc(MarkdownRenderer):  # fastcore's (not nbdev's) base: the package imports without nbdev
+    "`show_doc` as this site renders it: a Python signature (`class` for classes), the object's own docstring, the parameters table."
+    def _repr_markdown_(self):
+        sym, head = self.sym, f'{"#" * self.title_level} {self.nm}'
+        if not callable(sym): return f'{head}\n\n{super()._repr_markdown_()}'
+        parts = [head, f'```python\n{signature_code(sym, self.nm.split(".")[-1])}\n```']
+        if doc := own_docstring(sym): parts.append(re.sub(r'^(\s*)(.+)', r'\1*\2*', doc, count=1))
+        if tbl := params_table(sym): parts.append(tbl)
+        return '\n\n'.join(parts)
+
 
 # %% ../nbs/90_docs.ipynb #60eef926
 _directive_re = re.compile(r'^#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
@@ -47,9 +141,9 @@ _source_link_re = re.compile(r'\[source\]\(([^)\s]+)\)\{[^}]*\}')
 _md_heading_re = re.compile(r'^#{1,6} +(\S+)[ \t]*$', re.M)
 
 def showdoc_md(md:str, page:str) -> str:
-    "`show_doc` Markdown made fit for MyST: no leading rule, the source link as HTML, a label before each heading."
+    "`show_doc` Markdown made fit for MyST: no leading rule, no link to a repository, a label before each heading."
     md = re.sub(r'\A\s*---[ \t]*\n\s*', '', md)
-    md = _source_link_re.sub(r'<a class="nbdev-source" href="\1">source</a>', md)
+    md = _source_link_re.sub('', md).lstrip()
     return _md_heading_re.sub(lambda m: f'({api_label(page, m.group(1))})=\n{m.group(0)}', md)
 
 # %% ../nbs/90_docs.ipynb #ee4a5050
@@ -70,6 +164,27 @@ def local_doc_links(md:str, # Markdown with nbdev's links
 
 # %% ../nbs/90_docs.ipynb #2c9c9a87
 _tags = {'echo': ('false', 'remove-input'), 'output': ('false', 'remove-output'), 'code-fold': ('true', 'hide-input')}
+_md_table_re = re.compile(r'^\|.*\|[ \t]*\n\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*\n(?:\|.*\|[ \t]*(?:\n|\Z))*', re.M)
+
+def split_tables(text:str) -> list:
+    "`text` as `(is_table, piece)` pairs: the Markdown tables in it apart from the rest."
+    out, i = [], 0
+    for m in _md_table_re.finditer(text):
+        out += [(False, text[i:m.start()]), (True, m.group(0))]
+        i = m.end()
+    return [(t, p) for t, p in out + [(False, text[i:])] if p.strip()]
+
+def _outputs(outputs) -> list:
+    "`outputs` for myst-nb: the Markdown tables in printed text as Markdown outputs, so they render as tables."
+    res = []
+    for o in outputs:
+        if o['output_type'] == 'execute_result':
+            res.append({**o, 'metadata': o.get('metadata', {}), 'execution_count': o.get('execution_count')})
+        elif o['output_type'] == 'stream' and _md_table_re.search(text := ''.join(o['text'])):
+            res += [{'output_type': 'display_data', 'metadata': {}, 'data': {'text/markdown': p, 'text/plain': p}}
+                    if is_table else {**o, 'text': p} for is_table, p in split_tables(text)]
+        else: res.append(o)
+    return res
 
 def _code_cell(cell, page):
     "The cells that stand for the processed code `cell` (none, a Markdown one, or a code one)."
@@ -81,10 +196,8 @@ def _code_cell(cell, page):
         md = showdoc_md(md, page) if 'show_doc(' in code else md
         return [mk_cell(md, 'markdown')] if md.strip() else []
     tags = [t for k, (v, t) in _tags.items() if dirs.get(k) == v]
-    outputs = [{**o, 'metadata': o.get('metadata', {}), 'execution_count': o.get('execution_count')}
-               if o['output_type'] == 'execute_result' else o for o in cell.get('outputs', [])]
     return [{'cell_type': 'code', 'source': code, 'metadata': {'tags': tags} if tags else {},
-             'execution_count': None, 'outputs': outputs}]
+             'execution_count': None, 'outputs': _outputs(cell.get('outputs', []))}]
 
 def myst_cells(nb, # a notebook processed by nbdev
                page:str # its page name in this site
@@ -108,6 +221,62 @@ def doc_pages(path:Path) -> list[str]:
     names = sorted(p.with_suffix('').as_posix() for p in nbs if not any(s[0] in '_.' for s in p.parts))
     return sorted(names, key=lambda n: n != 'index')
 
+# %% ../nbs/90_docs.ipynb #cd4e9ebd
+def def_lines(py:Path) -> dict:
+    "The line of each top-level function and class of the module `py`, and of each method (`Class.method`)."
+    lines, defs = {}, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    for node in ast.parse(Path(py).read_text(encoding='utf-8')).body:
+        if not isinstance(node, defs): continue
+        lines[node.name] = node.lineno
+        if isinstance(node, ast.ClassDef): lines.update({f'{node.name}.{n.name}': n.lineno for n in node.body if isinstance(n, defs)})
+    return lines
+
+def source_pages(lib:Path, # the package's folder
+                 src:Path # the Sphinx source folder
+                ) -> dict:
+    "Write a page of highlighted source, each line an anchor `L-n`, for every module of `lib`; the page of each module file."
+    lib, pages = Path(lib), {}
+    for py in sorted(lib.rglob('*.py')):
+        if py.name == '_modidx.py' or any(s[0] in '_.' for s in py.relative_to(lib).parts[:-1]): continue
+        rel = py.relative_to(lib.parent).as_posix()  # as `_modidx.py` names it, e.g. `kd_nbdev/methods/kd.py`
+        text = py.read_text(encoding='utf-8')
+        html = highlight(text, PythonLexer(), HtmlFormatter(lineanchors='L', linenos='inline'))
+        fence = '`' * max(3, max((len(r) for r in re.findall('`+', text)), default=0) + 1)
+        pages[rel] = page = f'source/{rel[:-3]}'
+        (src/page).parent.mkdir(parents=True, exist_ok=True)
+        (src/f'{page}.md').write_text(f'---\norphan: true\n---\n\n# {rel}\n\n{fence}{{raw}} html\n'
+                                      f'<div class="kd-source highlight-python notranslate">{html}</div>\n{fence}\n', encoding='utf-8')
+    return pages
+
+def source_links(lib:Path, # the package's folder
+                 src_pages:dict, # module file -> its page, as `source_pages` gives them
+                 pages:dict # Quarto's page name -> the page's name in this site
+                ) -> dict:
+    "The API label of every exported name of `lib` -> the page of its module and the line that defines it."
+    ns = {}
+    exec((Path(lib)/'_modidx.py').read_text(encoding='utf-8'), ns)
+    links, lines = {}, {}
+    for mod, syms in ns['d']['syms'].items():
+        for sym, (doc, py) in syms.items():
+            page, _, anchor = doc.partition('#')
+            page = pages.get(page.removesuffix('.html'))
+            if page is None or py not in src_pages: continue
+            if py not in lines: lines[py] = def_lines(Path(lib).parent/py)
+            if line := lines[py].get(sym.removeprefix(mod + '.')): links[api_label(page, anchor)] = (src_pages[py], line)
+    return links
+
+def add_source_links(md:str, # Markdown with API entries (`(label)=` and a heading)
+                     links:dict, # API label -> (page of the module, line), as `source_links` gives them
+                     here:str # the page `md` is on
+                    ) -> str:
+    "A `source` link after the heading of every API entry in `md` whose label `links` knows."
+    def _sub(m):
+        if m.group(1) not in links: return m.group(0)
+        page, line = links[m.group(1)]
+        href = os.path.relpath(page, os.path.dirname(here) or '.') + f'.html#L-{line}'
+        return f'{m.group(0)}\n\n<a class="nbdev-source" href="{href}">source</a>'
+    return re.sub(r'^\((api-[^)]+)\)=\n#+ .*$', _sub, md, flags=re.M)
+
 # %% ../nbs/90_docs.ipynb #3e913457
 _kernel = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
            'language_info': {'name': 'python', 'pygments_lexer': 'ipython3'}}
@@ -117,7 +286,8 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
                   names:list, # the pages, as `doc_pages` gives them
                   src:Path, # the Sphinx source folder to write
                   base:str, # the Quarto site's address (`doc_host` + `doc_baseurl` + `/`)
-                  title:str='', description:str='' # the home page's, when there is no index notebook
+                  title:str='', description:str='', # the home page's, when there is no index notebook
+                  lib:Path=None # the package's folder, for the source pages and links (none without it)
                  ):
     "Write the Sphinx sources of `names` from `proc` into `src`."
     proc, src = Path(proc), Path(src)
@@ -135,9 +305,11 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
         nbs[name] = myst_cells(nb, name)
     labels = {m.group(1) for cells in nbs.values() for c in cells if c['cell_type'] == 'markdown'
               for m in re.finditer(r'^\((api-[^)]+)\)=$', c['source'], re.M)}
+    links = source_links(lib, source_pages(lib, src), pages) if lib else {}
     for name, cells in nbs.items():
         for c in cells:
-            if c['cell_type'] == 'markdown': c['source'] = local_doc_links(c['source'], base, pages, labels, here=name)
+            if c['cell_type'] == 'markdown':
+                c['source'] = add_source_links(local_doc_links(c['source'], base, pages, labels, here=name), links, name)
         if name == 'index':
             toc = '\n'.join(os.path.relpath(n) for n in names if n != 'index')
             cells.append(mk_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```', 'markdown'))
@@ -186,9 +358,9 @@ def build_site(path:Path=None, # the notebooks (default: `nbs_path` in settings.
     force = force or not marker.exists() or marker.read_text() != source
     proc = proc_nbs(path, n_workers=n_workers, force=force)
     (proc/'.kd_docs_source').write_text(source)
-    base = cfg.doc_host + cfg.doc_baseurl.rstrip('/') + '/'
+    base = urljoin(urljoin(cfg.doc_host + '/', cfg.doc_baseurl) + '/', '_')[:-1]  # as nbdev's doclinks join them
     with tempfile.TemporaryDirectory() as src:
-        write_sources(proc, doc_pages(path), src, base, title=cfg.title, description=cfg.description)
+        write_sources(proc, doc_pages(path), src, base, title=cfg.title, description=cfg.description, lib=cfg.lib_path)
         sphinx_build(src, dest, quiet=quiet)
     return dest
 
@@ -227,18 +399,28 @@ def readme_md(nb, # the notebook
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 # %% ../nbs/90_docs.ipynb #eaefd268
-def write_readme(nb_path:Path=None, # the notebook (default: `readme_nb` in `nbs_path`)
+def write_readme(nb_path:Path=None, # the notebook (default: `index.ipynb` in `nbs_path`)
                  dest:Path=None # the README (default: README.md next to settings.ini)
                 ) -> Path:
     "Write README.md from the index notebook."
     cfg = get_config()
-    nb_path = Path(nb_path or cfg.nbs_path/cfg.get('readme_nb', 'index.ipynb'))
+    nb_path = Path(nb_path or cfg.nbs_path/'index.ipynb')
     dest = Path(dest or cfg.config_path/'README.md')
     folder = Path(os.path.relpath(nb_path.resolve().parent, dest.resolve().parent)).as_posix()
     dest.write_text(readme_md(read_nb(nb_path), folder), encoding='utf-8')
     return dest
 
 # %% ../nbs/90_docs.ipynb #9035a2b7
+_tools = {'yaml': 'pyyaml', 'execnb': 'execnb', 'nbdev': 'nbdev', 'sphinx': 'sphinx',
+          'myst_nb': 'myst-nb', 'furo': 'furo', 'pygments': 'pygments'}
+
+def missing_tools() -> list:
+    "The packages `kd_docs` needs that are not installed (the dev extra installs them all)."
+    def _missing(mod):
+        try: return find_spec(mod) is None
+        except (ImportError, ValueError): return True
+    return [pkg for mod, pkg in _tools.items() if _missing(mod)]
+
 @call_parse
 def kd_docs(readme:bool=False, # only write README.md from the index notebook
             path:str=None, # the notebooks, whose index notebook gives README.md (default: `nbs_path` in settings.ini)
@@ -248,9 +430,13 @@ def kd_docs(readme:bool=False, # only write README.md from the index notebook
             verbose:bool=False # show Sphinx's progress, not only its warnings
            ):
     "Write README.md from the index notebook and build the docs site offline, failing on any warning or broken link."
+    if missing := missing_tools():
+        print(f'kd_docs needs the dev extra ({", ".join(missing)} not installed): in your clone, pip install -e ".[dev]"',
+              file=sys.stderr)
+        sys.exit(2)
     cfg = get_config()
     path = Path(path or cfg.nbs_path)
-    index = path/cfg.get('readme_nb', 'index.ipynb')
+    index = path/'index.ipynb'
     if index.exists(): print(f'wrote {write_readme(index)}')
     else: print(f'no {index}: README.md left as it is')
     if readme: return

@@ -20,8 +20,13 @@ __all__ = ['predict', 'evaluate', 'TrainingError', 'fit']
 
 # %% ../nbs/02_training.ipynb #70368abf
 @torch.no_grad()
-def predict(model:nn.Module, x:torch.Tensor, # uint8 images
-            bs:int=500, precision:str='fp32', device=None, channels_last:bool=False) -> torch.Tensor:
+def predict(model:nn.Module, # any classifier of CIFAR-10 images
+            x:torch.Tensor, # uint8 images `(N,3,32,32)`, as `Cifar10` holds them
+            bs:int=500, # images per forward pass
+            precision:str='fp32', # 'fp32', 'bf16' or 'auto'
+            device=None, # where to run; the model's device when None
+            channels_last:bool=False # NHWC memory layout, as the model was trained with
+           ) -> torch.Tensor: # the predicted class of each image, on the CPU
     "The class `model` predicts for each image of `x`."
     device = device or next(model.parameters()).device
     model.eval()
@@ -31,7 +36,10 @@ def predict(model:nn.Module, x:torch.Tensor, # uint8 images
         with autocast(precision, device): preds.append(model(xb).argmax(1).cpu())
     return torch.cat(preds)
 
-def evaluate(model:nn.Module, data:Cifar10, **kwargs) -> float:
+def evaluate(model:nn.Module, # any classifier of CIFAR-10 images
+             data:Cifar10, # its test images are used
+             **kwargs # passed on to `predict` (`bs`, `precision`, `device`, `channels_last`)
+            ) -> float: # accuracy in percent
     "Test accuracy of `model` on `data`, in percent."
     return 100 * (predict(model, data.x_test, **kwargs) == data.y_test).float().mean().item()
 

@@ -143,3 +143,79 @@ def test_no_request_leaves_the_machine(visits):
 
 def test_screenshots(visits):
     for name in ('home.png', '03_kd.png'): assert (SHOTS/name).stat().st_size > 10_000, name
+
+# What a page of the site should look like, as on an nbdev site: every check below failed on the site before
+# issue 16 (classes shown as `def`, "Call self as a function.", raw Markdown tables, no parameter tables,
+# code scrolling sideways, the test imports at the top of every chapter)
+
+@pytest.fixture(scope='module')
+def looks(server, browser):
+    "For every page, at a window 1400 px wide: its API entries, printed output, code blocks' overflow, visible code."
+    browser.set_window_size(1400, 1000)
+    pages = {}
+    try:
+        for page in ['index'] + _page_names():
+            browser.get(urljoin(server, f'{page}.html'))
+            pages[page] = browser.execute_script("""
+                const text = e => e.innerText;
+                const entries = [...document.querySelectorAll('section')].filter(s => s.querySelector(':scope > h3'))
+                    .map(s => ({name: s.querySelector(':scope > h3').textContent.replace('¶', '').trim(),
+                                sig: s.querySelector(':scope > div.highlight-python pre')?.innerText || '',
+                                source: s.querySelector(':scope > p > a.nbdev-source')?.href || '',
+                                text: s.innerText,
+                                table: [...s.querySelectorAll(':scope > table, :scope > div > table')]
+                                       .some(t => /Type/.test(t.innerText) && /Default/.test(t.innerText) && /Details/.test(t.innerText))}));
+                return {entries,
+                        sources: [...document.querySelectorAll('a.nbdev-source')].map(a => a.href),
+                        outputs: [...document.querySelectorAll('.cell_output')].map(text),
+                        inputs: [...document.querySelectorAll('.cell_input')].map(text),
+                        scrolling: [...document.querySelectorAll('pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
+                                   .map(p => p.innerText.split('\\n').reduce((a, b) => a.length > b.length ? a : b).slice(0, 80))};""")
+    finally: browser.set_window_size(1280, 1000)
+    return pages
+
+def test_classes_are_not_shown_as_functions(looks):
+    bad = {p: [e['sig'].split('\n')[0] for e in v['entries'] if e['sig'].startswith('def ') and e['name'][:1].isupper()]
+           for p, v in looks.items()}
+    assert not any(bad.values()), f'classes rendered as `def`: {bad}'
+    assert any(e['sig'].startswith('class DeepNN(') for e in looks['01_models']['entries'])
+
+def test_no_borrowed_docstrings(looks):
+    bad = [p for p, v in looks.items() if any('Call self as a function' in e['text'] for e in v['entries'])]
+    assert not bad, f'API entries with the docstring of their type ("Call self as a function."): {bad}'
+
+def test_printed_markdown_tables_are_rendered(looks):
+    raw = {p: [o[:120] for o in v['outputs'] if '|---' in o or '|:--' in o] for p, v in looks.items()}
+    assert not any(raw.values()), f'Markdown tables shown as text: {raw}'
+
+def test_training_chapter_has_parameter_tables(looks):
+    import inspect, kd_nbdev.training as training
+    public = [n for n in training.__all__ if inspect.isfunction(getattr(training, n))]
+    entries = {e['name']: e for e in looks['02_training']['entries']}
+    assert {'fit', 'evaluate', 'predict'} <= set(public)
+    missing = [n for n in public if not entries.get(n, {}).get('table')]
+    assert not missing, f'public functions of the training chapter without a parameters table: {missing}'
+    assert 'the model being trained' in entries['fit']['text']   # the docments are in it
+
+def test_code_does_not_scroll_sideways(looks):
+    wide = {p: v['scrolling'] for p, v in looks.items() if v['scrolling']}
+    assert not wide, f'code blocks that scroll sideways at 1400 px: {wide}'
+
+def test_test_imports_are_hidden(looks):
+    shown = [p for p, v in looks.items() if any('from fastcore.test import' in i for i in v['inputs'])]
+    assert not shown, f'pages that show the import of the test helpers: {shown}'
+
+def test_source_links_lead_to_the_definition(looks, server):
+    "Every API entry of the training chapter links to its source; every source link, to the line that defines the name."
+    import re, urllib.request
+    entries = looks['02_training']['entries']
+    assert entries and all(e['source'] for e in entries), [e['name'] for e in entries if not e['source']]
+    pages, bad = {}, []
+    for e in (e for v in looks.values() for e in v['entries'] if e['source']):
+        url, _, line = e['source'].partition('#')
+        assert url.startswith(server), e['source']   # a page of this site, not a repository
+        if url not in pages: pages[url] = urllib.request.urlopen(url).read().decode()
+        m = re.search(rf'id="{line}"[^>]*></a>(.*?)(?:<a id=|</pre>)', pages[url], re.S)
+        code = re.sub(r'<[^>]+>', '', re.sub(r'<span class="linenos">.*?</span>', '', m.group(1))) if m else ''
+        if not re.search(rf'\b(def|class)\s+{re.escape(e["name"].split(".")[-1])}\b', code): bad.append((e['name'], e['source'], code[:80]))
+    assert not bad, f'source links that do not lead to the definition: {bad}'

@@ -69,3 +69,29 @@ def test_opens_a_notebook(lab):
     cells = nb['content']['cells']
     assert len(cells) == len(json.loads((NBS/'03_kd.ipynb').read_text())['cells']) > 0
     assert cells[0]['source'].startswith('# Knowledge distillation')
+
+def test_every_notebook_names_its_kernel():
+    "JupyterLab opens a notebook with the kernel it names, without asking: every notebook names python3."
+    bad = [str(p.relative_to(NBS)) for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts
+           and json.loads(p.read_text())['metadata'].get('kernelspec', {}).get('name') != 'python3']
+    assert not bad, f'notebooks without the python3 kernelspec: {bad}'
+
+def test_progress_bars_in_a_kernel(tmp_path):
+    "tqdm's notebook bars in a Jupyter kernel, as in Lab: ipywidgets is installed, so no `TqdmWarning: IProgress not found`."
+    from jupyter_client.manager import start_new_kernel
+    env = {**os.environ, 'HOME': str(tmp_path), 'IPYTHONDIR': str(tmp_path/'ipython'), 'MPLBACKEND': 'Agg'}
+    km, kc = start_new_kernel(kernel_name='python3', env=env)
+    try:
+        msg_id = kc.execute('from tqdm.auto import tqdm\nfor _ in tqdm(range(3)): pass')
+        msgs = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg['parent_header'].get('msg_id') != msg_id: continue
+            if msg['msg_type'] == 'status' and msg['content']['execution_state'] == 'idle': break
+            msgs.append(msg)
+        text = json.dumps([m['content'] for m in msgs])
+        assert 'IProgress' not in text and 'TqdmWarning' not in text, text
+        assert any('application/vnd.jupyter.widget-view+json' in m['content'].get('data', {}) for m in msgs), text
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
