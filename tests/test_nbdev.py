@@ -3,7 +3,7 @@
 nbdev_prepare exports, tests, cleans, then renders README.md with Quarto if README.md is older than the index
 notebook, as a fresh clone can leave it. Here it runs in a fresh clone of the committed HEAD with the index notebook
 touched and no Quarto on PATH. Its notebook tests (`nbdev_test`, ten minutes here) are left out: the README's test
-command and CI run them, and `.ci/run` runs the whole `nbdev_prepare` as well."""
+command and CI run them."""
 import os, shutil, subprocess, sys, time
 from pathlib import Path
 import pytest
