@@ -8,7 +8,7 @@ import json, os, platform, shlex, shutil, statistics, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
-from .cli import dashed_cli
+from .cli import dashed_cli, unwritable
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
 import kd_nbdev.reference as reference_module
 
@@ -307,12 +307,16 @@ def kd_bench(data:str=None, # CIFAR-10 .npz file (default: $KD_NBDEV_DATA)
                          ('train_size', train_size), ('rounds', rounds), ('threads', threads), ('eval_every', eval_every),
                          ('out', out)) if v is not None)])
     log = lambda m: print(m, file=sys.stderr, flush=True)
-    try: b = bench(reference, data, epochs, train_size, rounds, threads, interval, full_epochs, full_train_size, log, eval_every)
+    try:
+        if problem := unwritable(out, folder=False): raise BenchError(f"cannot write the comparison: {problem}; choose another --out")
+        b = bench(reference, data, epochs, train_size, rounds, threads, interval, full_epochs, full_train_size, log, eval_every)
     except BenchError as e:
         print(f"kd_bench: error: {e}", file=sys.stderr); sys.exit(1 if isinstance(e, RunFailed) else 2)
     b = {'command': command, **b}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(b, indent=1))
+    try: Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(b, indent=1))
+    except OSError as e:  # checked before the work, but a disk can fill meanwhile: the comparison goes to stdout instead
+        print(json.dumps(b, indent=1))
+        print(f"kd_bench: error: cannot write {out} ({e.strerror or e}); the comparison is printed as JSON above", file=sys.stderr); sys.exit(1)
     print(markdown_report(b))
     print(f"\nWritten: {out}")
     return b

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb #19e72fce
 from __future__ import annotations
-import shlex, sys
+import shlex, signal, sys, threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
@@ -14,7 +14,7 @@ from .methods.base import ConfigError, param, positive_whole, check_fields, meth
 from .training import TrainingError
 from .config import Settings
 from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize
-from .run import parse_experiments, check_request, run_experiments
+from .run import parse_experiments, check_request, check_device, check_out, check_seeds, run_experiments
 
 # %% auto #0
 __all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_parser', 'kd_run', 'main', 'comparison_table',
@@ -69,8 +69,20 @@ def _settings(a) -> Settings:
     return s.set(*a.set).check()
 
 def _seeds(a) -> list[int]:
-    try: return [int(x) for x in a.seeds.split(',')] if a.seeds else [a.seed]
+    try: seeds = [int(x) for x in a.seeds.split(',')] if a.seeds else [a.seed]
     except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {a.seeds!r}") from None
+    return check_seeds(seeds, '--seeds' if a.seeds else '--seed')
+
+class _Terminated(KeyboardInterrupt):
+    "SIGTERM, raised where Ctrl-C's `KeyboardInterrupt` would be, so that both stop a run the same way."
+
+def _on_sigterm(signum, frame): raise _Terminated()
+
+def _kept(out) -> str:
+    "What a stopped run keeps, in words: never a results file that does not exist."
+    res = Path(out)/'results.json'
+    if res.is_file(): return f"finished experiments are kept in {res}"
+    return "no experiment had finished" + (" (the checkpoints of the last epochs are kept)" if (Path(out)/'checkpoints').is_dir() else '')
 
 def kd_run(argv:list[str]|None=None) -> RunRecord|None:
     "Run `kd_run` with the arguments `argv` (default: the command line's); return the run's record."
@@ -80,29 +92,37 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
         print('\n'.join(describe(m) for m in methods())); return None
     command, out = 'kd_run ' + shlex.join(argv), a.out
     log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a signal handler be set
+    before = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         names = parse_experiments(a.experiments or TUTORIAL_EXPERIMENTS)  # the tutorial stays the default job
         s = _settings(a)
         seeds = _seeds(a)
         check_fields(RunOptions(**{f.name: getattr(a, f.name) for f in fields(RunOptions)}))
-        if a.threads: torch.set_num_threads(a.threads)
+        if a.device is not None: check_device(a.device)
         check_request(names, s, a.teacher)
-        if (Path(out)/'results.json').exists() and not a.resume:
-            raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
+        check_out(out, names, seeds, a.resume)  # before the data, which may be downloaded, and before any work
+        if a.threads: torch.set_num_threads(a.threads)
         d = load_cifar10(a.data)
         if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
         rec = run_experiments(d, names, s, seeds, out, a.teacher, a.resume, a.device, not a.quiet, log, command, a.eval_every)
     except (ConfigError, DataError, RecordError, ValueError) as e:  # ValueError: e.g. a number option given text
         print(f"kd_run: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
     except TrainingError as e:
-        kept = (f"finished experiments are kept in {Path(out)/'results.json'}" if (Path(out)/'results.json').exists()
-                else "no experiment had finished")
-        print(f"kd_run: error: {_one_line(e)} The run stopped; {kept}.", file=sys.stderr); sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"\nkd_run: interrupted. Finished experiments are in {out}/results.json; "
-              f"run the same command with --resume to continue.", file=sys.stderr); sys.exit(130)
+        print(f"kd_run: error: {_one_line(e)} The run stopped; {_kept(out)}.", file=sys.stderr); sys.exit(1)
+    except OSError as e:  # a write that failed once work began: a full disk, a folder removed or made read-only
+        what = f"cannot write {e.filename}: {e.strerror}" if e.filename and e.strerror else _one_line(e)
+        print(f"kd_run: error: {what}. The run stopped; {_kept(out)}; once it can write again, run the same command "
+              "with --resume to finish it.", file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through _on_sigterm: what was finished is on disk, whole
+        how = 'terminated (SIGTERM)' if isinstance(e, _Terminated) else 'interrupted'
+        print(f"\nkd_run: {how}; {_kept(out)}. Run the same command with --resume to continue.", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM if isinstance(e, _Terminated) else 130)
+    finally:
+        if main_thread and before is not None: signal.signal(signal.SIGTERM, before)
     print(comparison_table(rec))
-    print(f"\nResults: {Path(out)/'results.json'}" + (f"  (teacher weights: {Path(out)/'teacher.pt'})" if (Path(out)/'teacher.pt').exists() else ''))
+    teacher_pt = Path(out)/'teacher.pt'  # named only when this run trained (or resumed) the teacher it holds
+    print(f"\nResults: {Path(out)/'results.json'}" + (f"  (teacher weights: {teacher_pt})" if TEACHER in rec.runs and teacher_pt.is_file() else ''))
     try:
         from kd_nbdev.results import save_plots  # a later chapter; imported here so kd_run alone needs no matplotlib setup
         print(f"Plots: {', '.join(str(p) for p in save_plots(rec, out, run=out, data=d))}")

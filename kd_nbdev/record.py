@@ -45,12 +45,23 @@ class RunRecord:
     total_seconds: float = 0. # wall time of the run, resumed parts added
     peak_rss_mb: float = 0. # peak resident memory of the process
     experiments: dict = field(default_factory=dict) # the summary of `summarize`, for people reading the file
+    experiment_names: list = field(default_factory=list) # the experiments the run was started with, finished or not
     schema: int = SCHEMA # this format's version
 
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/06c_record.ipynb #b65ed7d8
-_KINDS = {'runs': dict, 'seeds': list, 'settings': dict, 'seconds': dict}
+_NUMBER, _NONE = (int, float), type(None)
+_KINDS = {'runs': dict, 'seeds': list, 'settings': dict, 'seconds': dict, 'experiments': dict, 'experiment_names': list,
+          'data': str, 'data_path': (str, _NONE), 'train_size': (int, _NONE), 'test_size': (int, _NONE),
+          'data_key': (str, _NONE), 'teacher_weights': (str, _NONE), 'precision': str, 'device': str, 'device_type': str,
+          'threads': (int, _NONE), 'world_size': int, 'torch': str, 'command': str, 'eval_every': int, 'epochs': (int, _NONE),
+          'total_seconds': _NUMBER, 'peak_rss_mb': _NUMBER, 'schema': int}
+
+def _is(v, kind) -> bool: return isinstance(v, kind) and not isinstance(v, bool)  # JSON's true is no number
+
+def _kind_name(kind) -> str:
+    return ' or '.join('null' if k is _NONE else k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
 
 def _upgrade(d:dict) -> dict:
     "A schema-1 results dict with the fields it said only in display text filled in."
@@ -65,18 +76,23 @@ def record_from_dict(d) -> RunRecord:
     "A `RunRecord` from the parsed JSON `d`; `RecordError` if it is not one."
     if not isinstance(d, dict) or not isinstance(d.get('runs'), dict) or 'seeds' not in d:
         raise RecordError("it is not a kd_run results file (no 'runs' and 'seeds')")
+    for k, kind in _KINDS.items():  # every field of the right kind, so no reader fails later on what it finds
+        if k in d and not _is(d[k], kind): raise RecordError(f"its {k!r} is a {type(d[k]).__name__}, not a {_kind_name(kind)}")
+    if not all(_is(s, int) for s in d['seeds']): raise RecordError(f"its 'seeds' are not all whole numbers: {d['seeds']}")
+    if not all(isinstance(n, str) for n in d.get('experiment_names', [])): raise RecordError("its 'experiment_names' are not all names")
     if d.get('schema', 1) < SCHEMA: d = _upgrade(d)
-    for k, kind in _KINDS.items():
-        if k in d and not isinstance(d[k], kind): raise RecordError(f"its {k!r} is a {type(d[k]).__name__}, not a {kind.__name__}")
     for name, runs in d['runs'].items():
-        if not isinstance(runs, dict) or not all(isinstance(r, dict) and 'accuracy' in r for r in runs.values()):
+        if not isinstance(runs, dict) or not all(isinstance(r, dict) and _is(r.get('accuracy'), _NUMBER) for r in runs.values()):
             raise RecordError(f"its runs of {name!r} are not seed -> {{'accuracy', ...}} entries")
+        if not all(_is(r.get('seconds', 0), _NUMBER) and isinstance(r.get('history', []), list) for r in runs.values()):
+            raise RecordError(f"its runs of {name!r} have seconds that are no number or a history that is no list")
     own = {f.name for f in fields(RunRecord)}
     return RunRecord(**{k: v for k, v in d.items() if k in own})
 
 def read_record(path) -> RunRecord:
     "The `RunRecord` in the results.json at `path`; `RecordError` (one line) if it is missing or not one."
     path = Path(path)
+    if path.is_dir(): raise RecordError(f"{path} is a folder, not a results file")
     if not path.is_file(): raise RecordError(f"no results file at {path}")
     try: d = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e: raise RecordError(f"{path} is not valid JSON ({type(e).__name__})") from None
@@ -149,7 +165,7 @@ def summarize(rec:RunRecord) -> dict:
         runs = rec.runs[name]
         if not runs: continue
         accs = [r['accuracy'] for r in runs.values()]
-        row = {'accuracy': round(sum(accs) / len(accs), 2), 'seconds': round(sum(r['seconds'] for r in runs.values()) / len(runs), 1)}
+        row = {'accuracy': round(sum(accs) / len(accs), 2), 'seconds': round(sum(r.get('seconds', 0) for r in runs.values()) / len(runs), 1)}
         if len(accs) > 1: row.update(accuracies=accs, std=round(_std(accs), 2))
         out[name] = row
     return out

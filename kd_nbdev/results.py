@@ -8,7 +8,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
-from .cli import dashed_cli
+from .cli import dashed_cli, unwritable
 from .data import Cifar10, DataError, load_cifar10
 from .store import load_safely
 from .methods.base import BASELINE, get_method
@@ -107,7 +107,11 @@ def write_report(run, # a kd_run output folder
                  out, # folder for seeds.json and the plots
                  data=None, seed:int|None=None, n_images:int=12, log=print) -> str:
     "Write `seeds.json` (two or more seeds) and the plots of the run in `run` to `out`; return the Markdown report."
-    rec = load_results(run); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    rec = load_results(run)
+    if seed is not None and int(seed) not in rec.seeds:  # else the grid would show no student, and say nothing
+        raise ReportError(f"the run in {run} has no seed {seed}; its seeds are {', '.join(map(str, rec.seeds))}")
+    if problem := unwritable(out): raise ReportError(f"cannot write the report: {problem}; choose another --out")
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     if len(rec.seeds) >= 2: (out/'seeds.json').write_text(json.dumps(seed_statistics(rec), indent=1))
     else: log("one seed only: no seeds.json (a confidence interval needs two or more seeds)")
     try: paths = save_plots(rec, out, run, data, seed, n_images)

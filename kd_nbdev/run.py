@@ -4,13 +4,15 @@
 
 # %% ../nbs/06d_run.ipynb #0a68973f
 from __future__ import annotations
-import platform, sys, time, warnings
+import json, os, platform, socket, sys, time, warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import torch
 from torch import nn
 from .data import Cifar10
 from .models import DeepNN, LightNN, forward_with_features, default_device, resolve_precision
-from .store import load_safely, save_atomic, fingerprint
+from .store import load_safely, save_atomic, fingerprint, pause_point
+from .cli import unwritable
 from .methods.base import ConfigError, Method, Shapes, get_method, methods
 from .teachers import cached_teacher, teacher_key
 from .training import fit
@@ -18,8 +20,8 @@ from .config import Settings, settings_dict
 from .record import RunRecord, RecordError, TEACHER, experiment_order, read_record, write_record
 
 # %% auto #0
-__all__ = ['make_teacher', 'make_student', 'parse_experiments', 'check_request', 'load_teacher', 'check_device',
-           'run_experiments']
+__all__ = ['LOCK', 'make_teacher', 'make_student', 'parse_experiments', 'check_request', 'load_teacher', 'check_device',
+           'check_seeds', 'lock_owner', 'folder_lock', 'check_out', 'run_experiments']
 
 # %% ../nbs/06d_run.ipynb #dcbb0e50
 def make_teacher(s:Settings) -> DeepNN: return DeepNN(dropout=s.teacher_dropout)
@@ -104,6 +106,19 @@ def check_device(device):
     except (RuntimeError, TypeError): raise ConfigError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
     if d.type not in ('cpu', 'cuda'): raise ConfigError(f"device {device!r} is not supported; use 'cpu' or 'cuda' (or 'cuda:N')")
     if d.type == 'cuda' and not torch.cuda.is_available(): raise ConfigError("PyTorch sees no CUDA GPU here; use --device cpu")
+    if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ConfigError(f"there is no GPU {device!r}: PyTorch sees {torch.cuda.device_count()} (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+
+def check_seeds(seeds, option:str='seeds') -> list[int]:
+    "The seeds as a list of ints; `ConfigError` naming `option` unless they are distinct whole numbers that fit in 64 bits."
+    seeds = list(seeds)
+    if not seeds: raise ConfigError(f"give at least one seed ({option})")
+    for x in seeds:
+        if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < 2**63:
+            raise ConfigError(f"{option} {x!r} is refused: a seed is a whole number from 0 to 2**63 - 1")
+    if dups := [x for i, x in enumerate(seeds) if x in seeds[:i]]:
+        raise ConfigError(f"{option} gives the seed {dups[0]} twice: each seed is one run of each student, so give each once")
+    return seeds
 
 def _device_name(device) -> str:
     if device.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -118,6 +133,81 @@ def _peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
 
+# %% ../nbs/06d_run.ipynb #2cb066be
+LOCK = 'kd_run.lock'  # in the output folder while a run owns it
+
+def _alive(pid:int) -> bool:
+    "Whether process `pid` runs on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # it runs, as another user
+    except (OverflowError, ValueError, OSError): return False
+    return True
+
+def lock_owner(path) -> dict|None:
+    "The `{'pid', 'host'}` in the lock file at `path`, or `None` if there is none or it says nothing readable."
+    try: d = json.loads(Path(path).read_text())
+    except (OSError, ValueError): return None
+    ok = isinstance(d, dict) and isinstance(d.get('pid'), int) and isinstance(d.get('host'), str)
+    return {'pid': d['pid'], 'host': d['host']} if ok else None
+
+def _take(path, out, me, log):
+    "Create the lock file `path` for `me`, taking over a dead process's; `ConfigError` if another process holds it."
+    for _ in range(10):
+        try: fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            for _ in range(20):  # a lock file just created is written at once: give its writer a moment
+                if (owner := lock_owner(path)) is not None or not path.exists(): break
+                time.sleep(0.05)
+            if owner is None and path.exists():
+                raise ConfigError(f"{out} holds a lock file that names no process ({path}); if no kd_run uses the folder, remove it")
+            if owner is None: continue  # removed meanwhile: try again
+            if owner['host'] != me['host']:
+                raise ConfigError(f"{out} is in use by process {owner['pid']} on {owner['host']} (lock file {path}); wait for that run "
+                                  "to end, or remove the lock file if it is gone")
+            if _alive(owner['pid']):
+                raise ConfigError(f"{out} is in use by another run, process {owner['pid']} (lock file {path}); wait for it to end "
+                                  "or choose another --out")
+            log(f"taking over {path}: the run that held it (process {owner['pid']}) is no longer running")
+            path.unlink(missing_ok=True); continue
+        with os.fdopen(fd, 'w') as f: json.dump(me, f); f.flush(); os.fsync(f.fileno())
+        return
+    raise ConfigError(f"could not take {path}: other runs keep taking it; start one run at a time on {out}")
+
+@contextmanager
+def folder_lock(out, # the run's output folder, made if missing
+                log=print):
+    "Own the folder `out` while the block runs: a lock file with this process's id, removed at the end however the block ends."
+    out, me = Path(out), {'pid': os.getpid(), 'host': socket.gethostname()}
+    made = [p for p in (out, *out.parents) if not p.exists()]  # folders this makes, deepest first
+    path, taken = out/LOCK, False
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _take(path, out, me, log); taken = True
+        pause_point('locked')  # where tests hold a run that owns its folder (nothing unless they ask)
+        yield path
+    finally:
+        if taken and lock_owner(path) == me: path.unlink(missing_ok=True)
+        for p in made:  # a refused or stopped run that wrote nothing leaves no empty folder behind
+            try: p.rmdir()
+            except OSError: break
+
+def _outputs(out:Path, names, seeds) -> list[Path]:
+    "The files a run of the experiments `names` with `seeds` writes in `out`."
+    return [out/'results.json', *([out/'teacher.pt'] if TEACHER in names else []),
+            *(out/'checkpoints'/f'{n}_seed{sd}.pt' for n in names for sd in (seeds[:1] if n == TEACHER else seeds))]
+
+def check_out(out, names, seeds, resume:bool=False):
+    "Raise `ConfigError` unless a run of `names` with `seeds` can write its files in the folder `out`."
+    out = Path(out)
+    if problem := unwritable(out): raise ConfigError(f"cannot write the results: {problem}; choose another --out")
+    if (out/'checkpoints').exists() and not (out/'checkpoints').is_dir():
+        raise ConfigError(f"{out/'checkpoints'} is a file where kd_run keeps its checkpoints folder; move it away or choose another --out")
+    if folder := next((p for p in _outputs(out, names, seeds) if p.is_dir()), None):
+        raise ConfigError(f"{folder} is a folder where kd_run writes a file; move it away or choose another --out")
+    if (out/'results.json').exists() and not resume:
+        raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
+
 # %% ../nbs/06d_run.ipynb #42c3ccb8
 def run_experiments(data:Cifar10, # the data to train and test on
                     experiments=None, # names, or a comma-separated string (default: every experiment)
@@ -131,19 +221,35 @@ def run_experiments(data:Cifar10, # the data to train and test on
     "Train the requested experiments in order; save results after each one; return them."
     s = settings or Settings()
     names = parse_experiments(experiments or experiment_order())
-    seeds = [int(x) for x in seeds]
-    if not seeds: raise ConfigError("give at least one seed")
+    seeds = check_seeds(seeds)
     if not isinstance(eval_every, int) or eval_every < 1: raise ConfigError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s)
     shapes = check_request(names, s, teacher)
     out = Path(out) if out else None
-    if out and out.exists() and not out.is_dir(): raise ConfigError(f"{out} is a file, not a folder; choose another --out")
-    if out and (out/'results.json').exists() and not resume:
-        raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
+    if out: check_out(out, names, seeds, resume)
     if device is not None: check_device(device)
     device = torch.device(device or default_device())
     precision = resolve_precision(s.precision, device)
+    with folder_lock(out, log) if out else nullcontext():  # from here on this run alone writes in `out`
+        return _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every)
+
+def _csv(xs) -> str: return ','.join(map(str, xs))
+
+def _check_same_run(old:RunRecord, out, names, seeds):
+    "Raise `ConfigError` unless `names` and `seeds` are those of the run `old` in `out`: a resumed run is the same run."
+    if [int(x) for x in old.seeds] != seeds:
+        raise ConfigError(f"{out} holds a run with the seeds {_csv(old.seeds)}, not {_csv(seeds)}; --resume continues that run "
+                          f"only: give it its seeds (--seeds {_csv(old.seeds)}), or choose another --out for other seeds")
+    started = old.experiment_names or None  # files written before the record kept it: their finished experiments at least
+    if (started and started != names) or (not started and not set(old.runs) <= set(names)):
+        theirs = started or [n for n in experiment_order() if n in old.runs]
+        raise ConfigError(f"{out} holds a run of {_csv(theirs)}, not {_csv(names)}; --resume continues that run only: give it "
+                          f"its experiments (--experiments {_csv(theirs)}), or choose another --out")
+
+def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every) -> RunRecord:
+    "`run_experiments` once everything is checked (and the folder `out` is this run's)."
     old = _read_old(out) if out and resume else None
+    if old: _check_same_run(old, out, names, seeds)
     given = fingerprint(teacher.state_dict()) if teacher is not None and TEACHER not in names else None
     inputs = {'settings': settings_dict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),
               'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given}
@@ -153,7 +259,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
     rec = RunRecord(runs=old.runs if old else {}, seeds=seeds, data=data.source, data_path=data.path, precision=precision,
                     device=_device_name(device), device_type=device.type,
                     threads=torch.get_num_threads() if device.type == 'cpu' else None, torch=torch.__version__,
-                    command=command, eval_every=eval_every, epochs=s.epochs, **inputs)
+                    command=command, eval_every=eval_every, epochs=s.epochs, experiment_names=names, **inputs)
     t_start = time.perf_counter()
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)

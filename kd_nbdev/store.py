@@ -4,12 +4,12 @@
 
 # %% ../nbs/01a_store.ipynb #2d0732ff
 from __future__ import annotations
-import hashlib, json, os
+import hashlib, json, os, time
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['write_atomic', 'save_atomic', 'load_safely', 'write_json', 'fingerprint']
+__all__ = ['PAUSE_VARIABLE', 'write_atomic', 'save_atomic', 'load_safely', 'write_json', 'fingerprint', 'pause_point']
 
 # %% ../nbs/01a_store.ipynb #ae847bc0
 def _fsync_folder(folder:Path):
@@ -27,8 +27,10 @@ def write_atomic(path, write) -> Path:
         with open(tmp, 'wb') as f:
             write(f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None: e.filename = str(path)  # the message names the file that failed
+        raise
     _fsync_folder(path.parent)
     return path
 
@@ -55,3 +57,13 @@ def fingerprint(*items) -> str:
         else: h.update(repr(o).encode())
     for o in items: add(o)
     return h.hexdigest()[:16]
+
+# %% ../nbs/01a_store.ipynb #2aae189d
+PAUSE_VARIABLE = 'KD_NBDEV_TEST_PAUSE'
+
+def pause_point(name:str):
+    "Wait here if `$KD_NBDEV_TEST_PAUSE` is `name=marker`: write the marker, then wait until it is removed (tests only)."
+    point, _, marker = os.environ.get(PAUSE_VARIABLE, '').partition('=')
+    if not marker or point != name: return
+    marker = Path(marker); marker.write_text(str(os.getpid()))
+    while marker.exists(): time.sleep(0.01)  # a signal interrupts the sleep at once

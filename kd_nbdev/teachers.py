@@ -89,6 +89,7 @@ def cached_teacher(teacher:nn.Module, data:Cifar10, folder=None, # where cache f
     key = teacher_key(teacher, data, precision, layers)
     if key in _last: return _last[key]
     path = Path(folder)/f'teacher_outputs_{key}.pt' if folder else None
+    if path and path.is_dir(): log(f"not using {path}: it is a folder; the teacher's outputs stay in memory only"); path = None
     cache = None
     if path and path.exists():
         if (cache := load_cache(path, key)) is None: log(f"rebuilding {path}: it does not hold this teacher's outputs")

@@ -4,14 +4,14 @@
 
 # %% ../nbs/02_training.ipynb #bc545860
 from __future__ import annotations
-import math, time
+import copy, math, time
 from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .data import Cifar10, batches
 from .models import forward_with_features, autocast, resolve_precision, default_device
-from .store import save_atomic, load_safely, fingerprint
+from .store import save_atomic, load_safely, fingerprint, pause_point
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
 from .teachers import LiveTeacher
 
@@ -53,10 +53,23 @@ def _check_finite(loss, name, epoch, batch):
                             "Lower the learning rate or check the data and the loss weights.")
 
 def _restore(ckpt, student, objective, opt, gen):
+    epoch, history = ckpt['epoch'], ckpt['history']
+    if not isinstance(epoch, int) or not isinstance(history, list) or len(history) != epoch:
+        raise ValueError(f"its epoch {epoch!r} does not match its history")
     student.load_state_dict(ckpt['student']); objective.load_state_dict(ckpt['objective'])
     opt.load_state_dict(ckpt['optimizer']); gen.set_state(ckpt['generator'])
     torch.set_rng_state(ckpt['torch_rng'])
-    return ckpt['epoch'], ckpt['history']
+    return epoch, history
+
+def _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log):
+    "Restore `ckpt`; if any part of it does not fit (a file with the right keys but the wrong contents), undo and start afresh."
+    fresh = copy.deepcopy((student.state_dict(), objective.state_dict(), opt.state_dict(), gen.get_state(), torch.get_rng_state()))
+    try: return _restore(ckpt, student, objective, opt, gen)
+    except Exception as e:  # whatever the file holds: it is ignored, like an unreadable one
+        s, o, p, g, r = fresh
+        student.load_state_dict(s); objective.load_state_dict(o); opt.load_state_dict(p); gen.set_state(g); torch.set_rng_state(r)
+        log(f"ignoring checkpoint {checkpoint}: its contents do not fit this run ({type(e).__name__})")
+        return 0, []
 
 _CHECKPOINT_KEYS = {'student', 'objective', 'optimizer', 'generator', 'torch_rng', 'epoch', 'history', 'fingerprint'}
 
@@ -111,7 +124,7 @@ def fit(student:nn.Module, # the model being trained
                       data.y_train, data.x_train, fingerprint_extra)
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
-        start, history = _restore(ckpt, student, objective, opt, gen)
+        start, history = _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log)
         if start: log(f"{name}: resuming after epoch {start} from {checkpoint}")
     n_batches = math.ceil(len(data.y_train) / bs)
     for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
@@ -148,4 +161,5 @@ def fit(student:nn.Module, # the model being trained
             save_atomic({'student': student.state_dict(), 'objective': objective.state_dict(), 'optimizer': opt.state_dict(),
                          'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
                          'history': history, 'fingerprint': key}, checkpoint)
+            pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
     return history

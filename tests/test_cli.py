@@ -1,15 +1,23 @@
 """`kd_run` from a shell: bad input refused before training, interrupted runs resumed exactly, nothing unsafe loaded.
 
-Every test starts the real `kd_run` in a subprocess, on the sample shipped with the package, on the CPU.
-Run with `pytest tests/test_cli.py` (about two minutes on two cores).
+Every test starts the real `kd_run` in a subprocess, on the sample shipped with the package, on the CPU (the
+full-disk tests call it in this process, to make one write fail). Run with `pytest tests/test_cli.py` (a few minutes
+on two cores).
+
+No test depends on how fast the machine is: a run that is to be stopped or raced stops itself at a named point
+(`KD_NBDEV_TEST_PAUSE`, see `kd_nbdev.store.pause_point`) and waits there until the test acts. The interruption
+tests carry the mark `interruption`; CI runs them again several times under CPU load.
 """
-import json, os, pickle, shutil, signal, subprocess, sys, time
+import errno, json, os, pickle, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from kd_nbdev import store
 from kd_nbdev.data import SAMPLE_PATH
+from kd_nbdev.experiments import kd_run as kd_run_here
 from kd_nbdev.models import DeepNN
+from kd_nbdev.run import LOCK
 
 _script = shutil.which('kd_run', path=str(Path(sys.executable).parent)) or shutil.which('kd_run')
 KD_RUN = [_script] if _script else [sys.executable, '-c', 'from kd_nbdev.experiments import main; main()']
@@ -24,10 +32,26 @@ def kd_run(*args, cwd=None):
     "Run kd_run to the end; return the finished process (stdout and stderr as text)."
     return subprocess.run([*KD_RUN, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
-def start(*args, cwd, stderr_path):
-    "Start kd_run in the background, its stderr going to a file."
-    return subprocess.Popen([*KD_RUN, *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
+def start(*args, cwd, stderr_path, pause=None):
+    "Start kd_run in the background, its stderr going to a file; `pause=(point, marker)`: it waits at that point (see `paused`)."
+    env = {**ENV, store.PAUSE_VARIABLE: f'{pause[0]}={pause[1]}'} if pause else ENV
+    return subprocess.Popen([*KD_RUN, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=open(stderr_path, 'w'))
+
+def paused(proc, marker, also=lambda: None):
+    "Wait until the run started with `pause=(point, marker)` waits at its point: however slow the machine, it is there then."
+    wait_for(proc, lambda: also() or marker.exists(), f'the pause marker {marker.name}')
+    assert proc.poll() is None  # and it stays there until the test removes the marker or signals it
+
+def one_line(p_or_text) -> str:
+    "The single line of stderr (fails if there are more)."
+    lines = (p_or_text if isinstance(p_or_text, str) else p_or_text.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+def tree(folder) -> dict:
+    "Every file under `folder` with its bytes: to show that nothing was written."
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(Path(folder).rglob('*'))}
 
 def results(out): return json.loads((Path(out)/'results.json').read_text())
 
@@ -40,7 +64,7 @@ def assert_same_runs(res, ref, names=EXPERIMENTS):
         assert res['runs'][name]['42']['accuracy'] == ref['runs'][name]['42']['accuracy'], name
         assert history(res, name) == history(ref, name), name
 
-def wait_for(proc, condition, what, timeout=240, every=0.005):
+def wait_for(proc, condition, what, timeout=900, every=0.01):
     "Poll until `condition()` holds; fail if the process ends first."
     t0 = time.monotonic()
     while not condition():
@@ -55,6 +79,8 @@ def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp('reference')/'run'
     p = kd_run(*RUN, '--out', out, '--quiet')
     assert p.returncode == 0, p.stderr
+    assert f"(teacher weights: {out/'teacher.pt'})" in p.stdout  # it trained the teacher: it names its file
+    assert not (out/LOCK).exists()
     return out, results(out)
 
 
@@ -114,6 +140,21 @@ BAD = {  # case: (arguments, what the message must say)
     'train size 0':         (['--train-size', '0'], ['train_size must be a positive number']),
     'threads 0':            (['--threads', '0'], ['threads must be a positive number']),
     'eval every 0':         (['--eval-every', '0'], ['eval_every must be a positive number']),
+    # every option checked, by name, before anything is written: none trains a seed and then refuses the next
+    'seeds beyond 64 bits': (['--seeds', f'42,{2**64}'], [f'--seeds {2**64} is refused', 'a seed is a whole number from 0 to 2**63 - 1']),
+    'seed beyond 64 bits':  (['--seed', str(2**64)], [f'--seed {2**64} is refused']),
+    'negative seed':        (['--seed', '-1'], ['--seed -1 is refused']),
+    'the same seed twice':  (['--seeds', '42,43,42'], ['--seeds gives the seed 42 twice']),
+    **{f'{o} beyond 64 bits': ([f"--{o.replace('_', '-')}", str(2**64)], [f'{o}={2**64} is refused', 'below 2**63'])
+       for o in ('train_size', 'test_size', 'epochs', 'batch_size', 'threads', 'eval_every')},
+    'NaN weight':           (['--soft-weight', 'nan'], ['kd.soft_weight=nan is refused']),
+    'infinite weight':      (['--set', 'kd.ce_weight=inf'], ['kd.ce_weight=inf is refused']),
+    'NaN hidden weight':    (['--mse-weight', 'nan'], ['regressor.hidden_weight=nan is refused']),
+    'infinite lr':          (['--lr', 'inf'], ['lr must be a positive number']),
+    'epochs not a number':  (['--epochs', 'ten'], ["argument --epochs: invalid int value: 'ten'", '(see kd_run --help)']),
+    'unknown option':       (['--bogus'], ['unrecognized arguments: --bogus']),
+    **{f'device {d}': (['--device', d], [f"device {d!r} is not supported", "use 'cpu' or 'cuda'"]) for d in ('meta', 'xpu', 'mps')},
+    'device with a bad index': (['--device', 'cuda:x'], ["unknown device 'cuda:x'"]),
 }
 
 @pytest.mark.parametrize('case', BAD, ids=[c.replace(' ', '_') for c in BAD])
@@ -161,43 +202,235 @@ def test_same_seed_gives_the_same_results(reference, tmp_path):
 
 # ## Interrupted runs, resumed
 
+def no_leftovers(out):
+    "A stopped run leaves no temporary file and no lock."
+    assert not list(Path(out).rglob('*.tmp')) and not (Path(out)/LOCK).exists(), sorted(Path(out).rglob('*'))
+
+@pytest.mark.interruption
 def test_ctrl_c_then_resume_gives_the_uninterrupted_result(reference, tmp_path):
-    "SIGINT during the teacher's second epoch; `--resume` continues from its first-epoch checkpoint."
-    out, ckpt = tmp_path/'run', tmp_path/'run'/'checkpoints'/'teacher_seed42.pt'
-    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr')
-    wait_for(proc, ckpt.exists, 'the first checkpoint')
+    "SIGINT while the teacher's first checkpoint is the last thing on disk; `--resume` continues from it."
+    out, ckpt, marker = tmp_path/'run', tmp_path/'run'/'checkpoints'/'teacher_seed42.pt', tmp_path/'paused'
+    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr',
+                 pause=('checkpoint teacher_seed42 1', marker))
+    paused(proc, marker)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
-    said = (tmp_path/'stderr').read_text()
-    assert 'interrupted' in said and '--resume' in said, said
-    assert torch.load(ckpt, weights_only=True)['epoch'] < 3  # stopped mid-way
-    assert not (out/'results.json').exists()  # no experiment had finished
+    said = one_line((tmp_path/'stderr').read_text())
+    assert said.startswith('kd_run: interrupted; no experiment had finished') and '--resume' in said, said
+    assert 'results.json' not in said  # no experiment had finished: no results file to name
+    assert torch.load(ckpt, weights_only=True)['epoch'] == 1  # stopped exactly there
+    assert not (out/'results.json').exists()
+    no_leftovers(out)
 
     p = kd_run(*RUN, '--out', out, '--resume')  # with progress messages, to see where it resumed from
     assert p.returncode == 0, p.stderr
-    assert 'teacher: resuming after epoch' in p.stderr
+    assert 'teacher: resuming after epoch 1' in p.stderr
     assert_same_runs(results(out), reference[1])
 
 
+@pytest.mark.interruption
+def test_sigterm_is_ctrl_c(reference, tmp_path):
+    "SIGTERM (what `kill`, a scheduler or a container stop sends): the same message and ending as Ctrl-C, exit 143."
+    out, marker = tmp_path/'run', tmp_path/'paused'
+    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr',
+                 pause=('checkpoint student_kd_seed42 2', marker))
+    paused(proc, marker)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    said = one_line((tmp_path/'stderr').read_text())
+    assert said == (f"kd_run: terminated (SIGTERM); finished experiments are kept in {out/'results.json'}. "
+                    "Run the same command with --resume to continue."), said
+    assert list(results(out)['runs']) == ['teacher']
+    no_leftovers(out)
+    p = kd_run(*RUN, '--out', out, '--resume')
+    assert p.returncode == 0, p.stderr
+    assert 'student_kd: resuming after epoch 2' in p.stderr
+    assert_same_runs(results(out), reference[1])
+
+
+@pytest.mark.interruption
 def test_sigkill_then_resume_gives_the_uninterrupted_result(reference, tmp_path):
-    "SIGKILL while a student trains; results.json is valid JSON at every moment; `--resume` finishes the run exactly."
-    out, ckpt = tmp_path/'run', tmp_path/'run'/'checkpoints'/'student_kd_seed42.pt'
-    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr')
+    "SIGKILL while a student trains; results.json is valid JSON at every moment; `--resume` takes over the dead run's lock and finishes exactly."
+    out, marker = tmp_path/'run', tmp_path/'paused'
+    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr',
+                 pause=('checkpoint student_kd_seed42 1', marker))
     seen = set()
     def poll():
         if (out/'results.json').exists(): seen.add(tuple(results(out)['runs']))  # raises if ever half-written
-        return ckpt.exists()
-    wait_for(proc, poll, "student_kd's first checkpoint")
+    paused(proc, marker, also=poll)
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     res = results(out)  # still complete JSON
     assert seen == {('teacher',)} and list(res['runs']) == ['teacher']  # killed after the teacher, during the students
     assert history(res, 'teacher') == history(reference[1], 'teacher')
+    assert json.loads((out/LOCK).read_text())['pid'] == proc.pid  # a killed run cannot remove its lock
 
     p = kd_run(*RUN, '--out', out, '--resume')
     assert p.returncode == 0, p.stderr
-    assert 'student_kd: resuming after epoch' in p.stderr  # the teacher read from teacher.pt, student_kd from its checkpoint
+    assert f'the run that held it (process {proc.pid}) is no longer running' in p.stderr  # the stale lock, taken over
+    assert 'student_kd: resuming after epoch 1' in p.stderr  # the teacher read from teacher.pt, student_kd from its checkpoint
     assert_same_runs(results(out), reference[1])
+    no_leftovers(out)
+
+
+# ## One run per folder
+
+@pytest.mark.interruption
+def test_a_second_run_on_a_busy_folder_is_refused(reference, tmp_path):
+    "While one run owns its folder, another (other experiments, other settings, --resume) is refused naming it; the first ends as if alone."
+    out, marker = tmp_path/'run', tmp_path/'paused'
+    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr', pause=('locked', marker))
+    paused(proc, marker)
+    before = tree(out)
+    assert list(before) == [LOCK]
+    for extra in (['--experiments', 'teacher'], ['--lr', '0.002'], ['--resume']):
+        p = kd_run(*RUN, *extra, '--out', out)
+        assert p.returncode == 2, p.stderr
+        assert one_line(p) == (f"kd_run: error: {out} is in use by another run, process {proc.pid} (lock file {out/LOCK}); "
+                               "wait for it to end or choose another --out"), p.stderr
+        assert p.stdout == '' and tree(out) == before  # nothing written, the first run's lock untouched
+    marker.unlink()  # let the first run go on
+    assert proc.wait(timeout=600) == 0, (tmp_path/'stderr').read_text()
+    assert_same_runs(results(out), reference[1])
+    no_leftovers(out)
+
+
+# ## A resumed run is the same run
+
+def test_resume_with_other_seeds_or_experiments_is_refused(reference, tmp_path):
+    out = tmp_path/'run'; shutil.copytree(reference[0], out)
+    before = tree(out)
+    for extra, says in ((['--seed', '44'], 'holds a run with the seeds 42, not 44; --resume continues that run only: give it its seeds (--seeds 42)'),
+                        (['--seeds', '42,43'], 'holds a run with the seeds 42, not 42,43'),
+                        (['--experiments', 'teacher,student_kd'], 'holds a run of teacher,student_kd,student_cosine, not teacher,student_kd'),
+                        (['--experiments', 'teacher,student_kd,student_cosine,student_ce'], '(--experiments teacher,student_kd,student_cosine)')):
+        p = kd_run(*RUN, *extra, '--out', out, '--resume')
+        assert p.returncode == 2 and says in one_line(p), p.stderr
+        assert tree(out) == before
+    res = results(out)
+    assert res['seeds'] == [42] and res['experiment_names'] == EXPERIMENTS and list(res['runs']) == EXPERIMENTS
+    assert all(list(runs) == ['42'] for runs in res['runs'].values())  # the file agrees with itself
+
+
+# ## Writing that cannot be done
+
+def without_dac_override():
+    "A prefix that runs a command as root without the power to write in read-only folders, or `None` where none is needed or possible."
+    if os.geteuid() != 0: return []
+    return ['setpriv', '--bounding-set=-dac_override,-dac_read_search,-fowner'] if shutil.which('setpriv') else None
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    (tmp_path/'a_file').write_text('')
+    p = kd_run(*RUN, '--out', tmp_path/'a_file'/'run')
+    assert p.returncode == 2 and p.stdout == ''
+    assert one_line(p) == (f"kd_run: error: cannot write the results: {tmp_path/'a_file'/'run'} is under {tmp_path/'a_file'}, "
+                           "which is a file, not a folder; choose another --out")
+    (tmp_path/'folders'/'checkpoints'/'student_kd_seed42.pt').mkdir(parents=True)
+    p = kd_run(*RUN, '--out', tmp_path/'folders')
+    assert p.returncode == 2 and 'student_kd_seed42.pt is a folder where kd_run writes a file' in one_line(p)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*')) == [
+        'a_file', 'folders', 'folders/checkpoints', 'folders/checkpoints/student_kd_seed42.pt']
+
+    prefix = without_dac_override()
+    if prefix is None: pytest.skip('root without setpriv: a read-only folder cannot be made here')
+    ro = tmp_path/'read_only'; ro.mkdir(); ro.chmod(0o555)
+    try: p = subprocess.run([*prefix, *KD_RUN, *map(str, RUN), '--out', str(ro/'run')], env=ENV, capture_output=True, text=True, timeout=300)
+    finally: ro.chmod(0o755)
+    assert p.returncode == 2 and p.stdout == ''
+    assert one_line(p) == f"kd_run: error: cannot write the results: {ro} cannot be written (Permission denied); choose another --out"
+    assert list(ro.iterdir()) == []
+
+
+@pytest.fixture
+def one_thread():
+    "kd_run in this process, with the one thread of the subprocess runs (so its numbers are theirs); restored afterwards."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+@pytest.mark.parametrize('nth', [4, 7], ids=['results_json', 'a_checkpoint'])
+def test_a_full_disk_stops_with_one_line_and_resume_finishes_exactly(reference, tmp_path, monkeypatch, capsys, one_thread, nth):
+    "The `nth` atomic write of the run fails half-way with ENOSPC (4th: results.json after the teacher; 7th: student_kd's second checkpoint)."
+    out, real, writes = tmp_path/'run', store.write_atomic, []
+    def full_disk(path, write):
+        writes.append(Path(path).relative_to(out).as_posix())
+        if len(writes) != nth: return real(path, write)
+        def half(f): f.write(b'x' * 1000); raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, half)
+    monkeypatch.setattr(store, 'write_atomic', full_disk)  # save_atomic and write_json write through it
+    with pytest.raises(SystemExit) as e: kd_run_here([*RUN, '--out', str(out), '--quiet'])
+    assert e.value.code == 1
+    failed = writes[-1]
+    assert failed == {4: 'results.json', 7: 'checkpoints/student_kd_seed42.pt'}[nth]
+    said = one_line(capsys.readouterr().err)
+    assert said.startswith(f"kd_run: error: cannot write {out/failed}: No space left on device. The run stopped; ") and '--resume' in said, said
+    no_leftovers(out)  # the temporary file of the failed write is gone
+    if nth == 4:  # nothing finished on record, the teacher's last checkpoint kept
+        assert 'no experiment had finished' in said and not (out/'results.json').exists()
+        assert torch.load(out/'checkpoints'/'teacher_seed42.pt', weights_only=True)['epoch'] == 3
+    else:  # the teacher finished and kept; student_kd's first-epoch checkpoint untouched
+        assert f"finished experiments are kept in {out/'results.json'}" in said and list(results(out)['runs']) == ['teacher']
+        assert torch.load(out/'checkpoints'/'student_kd_seed42.pt', weights_only=True)['epoch'] == 1
+    monkeypatch.undo()  # space freed
+
+    p = kd_run(*RUN, '--out', out, '--resume')
+    assert p.returncode == 0, p.stderr
+    assert ('teacher: resuming after epoch 3' if nth == 4 else 'student_kd: resuming after epoch 1') in p.stderr
+    assert_same_runs(results(out), reference[1])
+    no_leftovers(out)
+
+
+# ## Files that lie: the right format, the wrong structure
+
+@pytest.mark.parametrize('content', ['[]', '{"runs": {"teacher": {"42": {"accuracy": "high"}}}, "seeds": [42]}',
+                                     'TOTAL_SECONDS', 'FOLDER'], ids=['a_list', 'text_accuracy', 'text_seconds', 'a_folder'])
+def test_a_results_json_of_the_wrong_structure_is_refused(reference, tmp_path, content):
+    out = tmp_path/'run'; shutil.copytree(reference[0], out)
+    (out/'results.json').unlink()
+    if content == 'FOLDER': (out/'results.json').mkdir()
+    else:
+        if content == 'TOTAL_SECONDS': content = json.dumps({**reference[1], 'total_seconds': '12 s'})
+        (out/'results.json').write_text(content)
+    before = tree(out)
+    p = kd_run(*RUN, '--out', out, '--resume')
+    assert p.returncode == 2, p.stderr
+    assert one_line(p).startswith('kd_run: error: ') and str(out/'results.json') in p.stderr, p.stderr
+    assert tree(out) == before
+
+
+@pytest.mark.parametrize('content', ['a_list', 'a_tensor', 'a_folder'])
+def test_a_teacher_pt_of_the_wrong_structure_is_refused(reference, tmp_path, content):
+    out = tmp_path/'run'; shutil.copytree(reference[0], out)
+    (out/'teacher.pt').unlink()
+    if content == 'a_folder': (out/'teacher.pt').mkdir()
+    else: torch.save([torch.zeros(3)] if content == 'a_list' else torch.zeros(3), out/'teacher.pt')
+    before = tree(out)
+    p = kd_run(*RUN, '--out', out, '--resume')
+    assert p.returncode == 2, p.stderr
+    assert one_line(p).startswith(f"kd_run: error: {out/'teacher.pt'}"), p.stderr
+    assert tree(out) == before
+
+
+def test_a_checkpoint_with_the_right_keys_and_the_wrong_contents_is_ignored(reference, tmp_path):
+    "A student_kd checkpoint whose fingerprint matches but whose weights are a bare tensor: ignored, the experiment trained afresh."
+    out = tmp_path/'run'; shutil.copytree(reference[0], out)
+    res = results(out); res['runs'] = {'teacher': res['runs']['teacher']}
+    (out/'results.json').write_text(json.dumps(res))
+    ckpt = torch.load(out/'checkpoints'/'student_kd_seed42.pt', weights_only=True)
+    torch.save({**ckpt, 'student': torch.zeros(3)}, out/'checkpoints'/'student_kd_seed42.pt')
+    (out/'checkpoints'/'student_cosine_seed42.pt').unlink()
+    p = kd_run(*RUN, '--out', out, '--resume')
+    assert p.returncode == 0, p.stderr
+    assert 'student_kd_seed42.pt: its contents do not fit this run' in p.stderr
+    assert_same_runs(results(out), reference[1])
+
+
+def test_teacher_weights_are_named_only_when_the_run_wrote_them(reference, tmp_path):
+    "A student-only run in a folder that happens to hold a teacher.pt does not present it as its own."
+    out = tmp_path/'run'; out.mkdir(); shutil.copy(reference[0]/'teacher.pt', out/'teacher.pt')
+    p = kd_run('--experiments', 'student_ce', *SMALL[:-2], '--epochs', '1', '--out', out, '--quiet')
+    assert p.returncode == 0, p.stderr
+    assert f"Results: {out/'results.json'}" in p.stdout and 'teacher weights' not in p.stdout
 
 
 def test_a_run_stopped_before_teacher_pt_was_written_resumes_with_the_trained_teacher(reference, tmp_path):

@@ -60,7 +60,7 @@ def browser():
     for f in FLAGS: opts.add_argument(f)
     opts.set_capability('goog:loggingPrefs', {'browser': 'ALL', 'performance': 'ALL'})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(300)
     try: yield driver
     finally: driver.quit()
 
@@ -97,9 +97,9 @@ def visits(server, browser):
         if page in pages: continue
         browser.get_log('performance'); browser.get_log('browser')   # drop what earlier pages logged
         browser.get(urljoin(server, page))
-        WebDriverWait(browser, 15).until(lambda d: d.execute_script(
+        WebDriverWait(browser, 120).until(lambda d: d.execute_script(
             "return document.readyState === 'complete' && document.querySelector('.sidebar-tree a') !== null"),
-            message=f'{page}: no navigation links 15 s after loading it')
+            message=f'{page}: no navigation links 120 s after loading it')
         nav = browser.execute_script(
             "return [...document.querySelectorAll('.sidebar-tree a.reference.internal')].map(a => a.href)")
         nav = [urlparse(u).path.lstrip('/') or 'index.html' for u in nav if u.startswith(server)]

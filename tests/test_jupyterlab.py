@@ -5,7 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
-STARTUP_S = 90
+STARTUP_S = 300  # an upper bound for a loaded machine, not a guess of how long it takes
 
 def _free_port():
     with socket.socket() as s:

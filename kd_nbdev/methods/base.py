@@ -94,8 +94,8 @@ def weight(v):
     return None if _is_number(v) and v >= 0 else 'must not be negative (a finite number of 0 or more)'
 
 def positive_whole(v):
-    "Check: a whole number above 0."
-    return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 'must be a positive number, a whole one'
+    "Check: a whole number above 0 that fits in 64 bits (PyTorch and numpy take no more)."
+    return None if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 else 'must be a positive number, a whole one below 2**63'
 
 def fraction(v):
     "Check: a number in [0, 1)."
