@@ -294,6 +294,7 @@ def image_files(paths) -> list[Path]:
 
 def read_image(path, size:tuple=(32, 32), channels:int=3) -> np.ndarray:
     "The image at `path` as uint8 `(H,W,C)`, converted to `channels` and resized to `size` (height, width)."
+    from PIL import Image  # Pillow comes with torchvision; imported here, where images are read
     try:
         with Image.open(path) as im: im = im.convert('RGB' if channels == 3 else 'L')
     except Exception as e: raise ConfigError(f"{path} cannot be read as an image ({type(e).__name__})") from None
