@@ -10,7 +10,7 @@ import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli, unwritable
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
-import kd_nbdev.reference as reference_module
+import importlib.util
 
 # %% auto #0
 __all__ = ['PHASES', 'CE', 'DISTILLATION', 'main', 'BenchError', 'RunFailed', 'parse_reference', 'read_ours', 'reference_command',
@@ -218,7 +218,8 @@ def markdown_report(b:dict) -> str:
 # %% ../nbs/09_benchmark.ipynb #86d444fb
 def find_reference(path:str|None) -> Path:
     "The reference script at `path`, relative to the current folder or, failing that, to a folder above it; `None`: the one shipped."
-    if path is None: return Path(reference_module.__file__)  # kd_nbdev.reference: the tutorial's procedure, installed with the package
+    # None: kd_nbdev.reference, the tutorial's procedure installed with the package (found, not imported: it imports torch)
+    if path is None: return Path(importlib.util.find_spec('kd_nbdev.reference').origin)
     p = Path(path).expanduser()
     tries = [p] if p.is_absolute() else [d/p for d in (Path.cwd(), *Path.cwd().parents)]
     for t in tries:
