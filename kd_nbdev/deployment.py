@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 from torch.utils.flop_counter import FlopCounterMode
 from .cli import OneLineParser, dashes
 from .data import DataError, load_cifar10
-from .methods.base import ConfigError
-from .record import RecordError
+from .record import RecordError, TEACHER
+from .methods.base import BASELINE, ConfigError, get_method
 from .models import count_parameters
 from .export import (Exported, ExportError, export_classifier, load_trained, need_onnx, quantize_int8,
                              verify_export, accuracy)
@@ -154,7 +154,7 @@ def kd_deploy(argv:list[str]|None=None) -> dict|None:
     argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
     p = OneLineParser('kd_deploy', description="Export the networks of a kd_run folder to ONNX (and one to int8), then measure their size, FLOPs, accuracy, latency and throughput.")
     p.add_argument('--run', required=True, help='the kd_run output folder')
-    p.add_argument('--models', default='teacher,student_ce,student_kd', help="comma-separated: 'teacher' and experiments of the run (default: teacher,student_ce,student_kd)")
+    p.add_argument('--models', default=None, help="comma-separated: 'teacher' and experiments of the run (default: the teacher, the CE student and the KD student)")
     p.add_argument('--int8', default=None, help='the experiment also measured as int8 (default: the last of --models)')
     p.add_argument('--seed', type=int, default=None, help="which seed's networks (default: the run's first)")
     p.add_argument('--teacher', default=None, help="the teacher's weights, where the run was given them (default: RUN/teacher.pt)")
@@ -166,7 +166,7 @@ def kd_deploy(argv:list[str]|None=None) -> dict|None:
     p.add_argument('--report', default='results', help='folder for deployment.json and deployment.png (default: results)')
     a = p.parse_args(dashes(argv))
     try:
-        models = [m.strip() for m in a.models.split(',') if m.strip()]
+        models = [m.strip() for m in a.models.split(',') if m.strip()] if a.models else [TEACHER, BASELINE.experiment, get_method('kd').experiment]
         if not models: raise ConfigError("--models names no network")
         for k in ('threads', 'rounds', 'calls'):
             if getattr(a, k) <= 0: raise ConfigError(f"--{k} must be a positive number, not {getattr(a, k)}")

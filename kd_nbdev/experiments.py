@@ -32,7 +32,7 @@ TUTORIAL_EXPERIMENTS = tuple(TUTORIAL_REPORTS)  # the tutorial's five experiment
 class RunOptions:
     "What `kd_run` is asked to do, beyond the training settings."
     data: str = param(None, "CIFAR-10 as an .npz file, a torchvision CIFAR-10 folder, or 'sample' (default: $KD_NBDEV_DATA, then ./data, then download)")
-    experiments: str = param(None, "comma-separated experiments, or 'all' (default: the tutorial's five: teacher, student_ce, student_kd, student_cosine, student_regressor; --list-methods shows every method)")
+    experiments: str = param(None, f"comma-separated experiments, or 'all' (default: the tutorial's five: {', '.join(TUTORIAL_EXPERIMENTS)}; --list-methods shows every method)")
     out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
     seed: int = param(42, 'seed of the weights and of the data order')
     seeds: str = param(None, 'several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed')

@@ -42,7 +42,7 @@ class ImageClassifier(nn.Module):
 class Trained:
     "A trained network of a `kd_run` folder, ready to export."
     classifier:ImageClassifier
-    name:str # 'teacher' or an experiment, e.g. 'student_kd'
+    name:str # 'teacher' or an experiment (a method's student)
     seed:int|None
     classes:tuple
     accuracy:float|None # its test accuracy as the run recorded it
@@ -64,12 +64,12 @@ def _load_student(run:Path, name:str, seed:int, settings) -> nn.Module:
     return net
 
 def load_trained(run, # a `kd_run` output folder
-                 model:str='student_kd', # 'teacher' or an experiment of the run
+                 model:str|None=None, # 'teacher' or an experiment of the run (default: the KD student)
                  seed:int|None=None, # which seed's network (default: the run's first)
                  teacher=None, # the teacher's weights, where the run was given one (default: the run's teacher.pt)
                 ) -> Trained:
     "The trained `model` of the `kd_run` folder `run`, with its normalisation, classes and recorded accuracy."
-    run = Path(run)
+    run, model = Path(run), model or get_method('kd').experiment
     rec = read_record(run/'results.json')
     s = settings_from_dict(rec.settings)
     if model != TEACHER: get_method(model)  # an unknown name: one line listing the known ones
@@ -226,7 +226,7 @@ def kd_export(argv:list[str]|None=None) -> dict|None:
     argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
     p = OneLineParser('kd_export', description="Export a trained network of a kd_run folder as one file that runs without kd_nbdev, and verify it.")
     p.add_argument('--run', required=True, help='the kd_run output folder')
-    p.add_argument('--model', default='student_kd', help="'teacher' or an experiment of the run (default: student_kd)")
+    p.add_argument('--model', default=None, help="'teacher' or an experiment of the run (default: the tutorial's KD student)")
     p.add_argument('--seed', type=int, default=None, help="which seed's network (default: the run's first)")
     p.add_argument('--teacher', default=None, help="the teacher's weights, where the run was given them (default: RUN/teacher.pt)")
     p.add_argument('--format', default='onnx', choices=list(FORMATS), help='onnx (default), torchscript or export (torch.export)')
