@@ -257,6 +257,8 @@ def kd_export(argv:list[str]|None=None) -> dict|None:
     except (ExportError, ConfigError) as e:
         out.unlink(missing_ok=True)
         _say(f"kd_export: error: {' '.join(str(e).split())}; the file was removed"); sys.exit(1)
+    except OSError as e:  # a folder that cannot be written, a full disk: the temporary file is already gone
+        _say(f"kd_export: error: cannot write {out} ({e.strerror or type(e).__name__})"); sys.exit(1)
     report = {'model': t.name, 'seed': t.seed, 'file': str(out), 'format': a.format, 'bytes': out.stat().st_size,
               'input': metadata(t, image_shape)['input'], 'verification': check, 'recorded_accuracy': t.accuracy,
               'command': 'kd_export ' + shlex.join(argv)}
