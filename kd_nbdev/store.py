@@ -65,5 +65,6 @@ def pause_point(name:str):
     "Wait here if `$KD_NBDEV_TEST_PAUSE` is `name=marker`: write the marker, then wait until it is removed (tests only)."
     point, _, marker = os.environ.get(PAUSE_VARIABLE, '').partition('=')
     if not marker or point != name: return
-    marker = Path(marker); marker.write_text(str(os.getpid()))
+    marker = Path(marker)
+    write_atomic(marker, lambda f: f.write(str(os.getpid()).encode()))  # whole or absent: a watcher never reads it half-written
     while marker.exists(): time.sleep(0.01)  # a signal interrupts the sleep at once
