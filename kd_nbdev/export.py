@@ -270,10 +270,11 @@ def kd_export(argv:list[str]|None=None) -> dict|None:
         xt = d.x_train[:a.calibration_images].permute(0, 2, 3, 1).contiguous().numpy()
         q = Exported(quantize_int8(out, q_path, xt))
         xs, ys = d.x_test.permute(0, 2, 3, 1).contiguous().numpy(), d.y_test.numpy()
-        fp32 = Exported(out)
+        q_pred, fp32_pred = q.predict(xs).argmax(1), Exported(out).predict(xs).argmax(1)  # each test set pass once
         report['int8'] = {'file': str(q_path), 'bytes': q_path.stat().st_size, 'calibration_images': len(xt),
-                          'test_images': len(xs), 'accuracy': accuracy(q, xs, ys), 'fp32_accuracy': accuracy(fp32, xs, ys),
-                          'agreement_with_fp32': float((q.predict(xs).argmax(1) == fp32.predict(xs).argmax(1)).mean())}
+                          'test_images': len(xs), 'accuracy': float(100 * (q_pred == ys).mean()),
+                          'fp32_accuracy': float(100 * (fp32_pred == ys).mean()),
+                          'agreement_with_fp32': float((q_pred == fp32_pred).mean())}
         i8 = report['int8']
         print(f"Int8: {q_path} ({i8['bytes']/1e3:.0f} kB), test accuracy {i8['accuracy']:.2f}% on {len(xs)} images "
               f"(fp32 {i8['fp32_accuracy']:.2f}%), the same prediction as fp32 for {100*i8['agreement_with_fp32']:.1f}% of them.")
