@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, asdict, replace
 from .methods.base import (ConfigError, param, positive, positive_whole, fraction, one_of, check_fields,
                                    check_config, configs, get_method, methods, set_param)
+from .models import MODELS, ModelError, check_model_name
 
 # %% auto #0
 __all__ = ['Settings', 'settings_dict', 'legacy_options', 'settings_from_dict']
@@ -23,6 +24,12 @@ class Settings:
                            one_of('auto', 'bf16', 'fp32'))
     channels_last: bool = param(True, 'NHWC memory layout (faster convolutions on CPU)')
     teacher_cache: bool = param(True, "compute the teacher's outputs once instead of at every step")
+    teacher_model: str = param('DeepNN', f"the teacher: {', '.join(MODELS)}, or package.module:callable (called with the number of classes)")
+    student_model: str = param('LightNN', "the student, named the same way")
+    teacher_layer: str = param(None, "the teacher's layer feature methods compare, by module name (default: the model's choice, e.g. features, layer3)")
+    student_layer: str = param(None, "the student's layer feature methods compare (default: the model's choice)")
+    teacher_epochs: int = param(None, "training epochs of the teacher (default: --epochs)", positive_whole)
+    augment: bool = param(False, "random crops (padding 4) and horizontal flips of the training images; the teacher then runs on every augmented batch")
     methods: dict = field(default_factory=configs, metadata={'help': "every method's hyperparameters, by method name"})
 
     @classmethod
@@ -42,6 +49,9 @@ class Settings:
     def check(self) -> Settings:
         "Raise `ConfigError` with one line if any setting, or any method's hyperparameter, is not valid."
         check_fields(self)
+        for who in ('teacher', 'student'):
+            try: check_model_name(getattr(self, f'{who}_model'))
+            except ModelError as e: raise ConfigError(f"--{who}-model: {e}") from None
         for m in methods():
             if m.name in self.methods: check_config(m, self.methods[m.name])
         return self

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
 from .cli import OneLineParser, add_field_options, dashes
-from .data import DataError, load_cifar10
+from .data import DataError, load_data
 from .methods.base import ConfigError, param, positive_whole, check_fields, methods, describe
 from .training import TrainingError
 from .config import Settings
@@ -26,12 +26,13 @@ __all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_par
 TUTORIAL_REPORTS = {'teacher': 74.12, 'student_ce': 70.35, 'student_kd': 70.58, 'student_cosine': 70.74, 'student_regressor': 71.29}
 TUTORIAL_EXPERIMENTS = tuple(TUTORIAL_REPORTS)  # the tutorial's five experiments, in its order
 
-
 # %% ../nbs/07_experiments.ipynb #92e57e94
 @dataclass
 class RunOptions:
     "What `kd_run` is asked to do, beyond the training settings."
-    data: str = param(None, "CIFAR-10 as an .npz file, a torchvision CIFAR-10 folder, or 'sample' (default: $KD_NBDEV_DATA, then ./data, then download)")
+    data: str = param(None, "the images: an .npz file (x_train, y_train, x_test, y_test; any size, RGB or greyscale), a folder of class folders (train/ and test/ or val/), a torchvision CIFAR-10 folder, or 'sample' (default: CIFAR-10 from $KD_NBDEV_DATA, then ./data, then download)")
+    image_size: int = param(None, 'resize every image to this side in pixels when reading it (needed for folders of images of mixed sizes)', positive_whole)
+    norm: str = param('auto', "normalisation: auto (the tutorial's ImageNet values for CIFAR-10, the training images' own statistics otherwise), data, imagenet, or MEAN/STD per channel, e.g. 0.286/0.353")
     experiments: str = param(None, f"comma-separated experiments, or 'all' (default: the tutorial's five: {', '.join(TUTORIAL_EXPERIMENTS)}; --list-methods shows every method)")
     out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
     seed: int = param(42, 'seed of the weights and of the data order')
@@ -102,17 +103,19 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
     main_thread = threading.current_thread() is threading.main_thread()  # only there can a signal handler be set
     before = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        names = parse_experiments(a.experiments or TUTORIAL_EXPERIMENTS)  # the tutorial stays the default job
+        request = a.experiments or TUTORIAL_EXPERIMENTS  # the tutorial stays the default job
+        names = parse_experiments(request)
         s = _settings(a)
         seeds = _seeds(a)
         check_fields(RunOptions(**{f.name: getattr(a, f.name) for f in fields(RunOptions)}))
         if a.device is not None: check_device(a.device)
-        check_request(names, s, a.teacher)
+        check_request(names, s, a.teacher, probe=False)  # the networks are probed once the images' size is known
         check_out(out, names, seeds, a.resume)  # before the data, which may be downloaded, and before any work
         if a.threads: torch.set_num_threads(a.threads)
-        d = load_cifar10(a.data)
+        d = load_data(a.data, image_size=a.image_size)
         if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
-        rec = run_experiments(d, names, s, seeds, out, a.teacher, a.resume, a.device, not a.quiet, log, command, a.eval_every)
+        d = d.with_norm(a.norm)
+        rec = run_experiments(d, request, s, seeds, out, a.teacher, a.resume, a.device, not a.quiet, log, command, a.eval_every)
     except (ConfigError, DataError, RecordError, ValueError) as e:  # ValueError: e.g. a number option given text
         print(f"kd_run: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
     except TrainingError as e:

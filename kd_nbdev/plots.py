@@ -17,6 +17,7 @@ from .methods.base import methods
 from .config import settings_from_dict
 from .record import TEACHER
 from .training import predict
+from .data import picture
 from .stats import as_record, label, seed_statistics, students
 
 # %% ../nbs/10_results.ipynb #c7238b22
@@ -91,7 +92,8 @@ def plot_predictions(run, # a kd_run output folder
     rec = load_results(run)
     models, d = load_models(run, seed), run_test_set(rec, data)
     x, y = d.x_test[:n], d.y_test[:n]
-    kw = dict(precision=rec.precision, channels_last=settings_from_dict(rec.settings).channels_last)
+    mean, std = d.stats()
+    kw = dict(precision=rec.precision, channels_last=settings_from_dict(rec.settings).channels_last, mean=mean, std=std)
     preds = {name: predict(m, x, **kw) for name, m in models.items()}
     nrows, k = math.ceil(len(x) / ncols), len(preds)
     fig, axs = plt.subplots(2 * nrows, ncols, figsize=(ncols * 1.8, nrows * (1.7 + 0.22 * k)), squeeze=False,
@@ -99,7 +101,7 @@ def plot_predictions(run, # a kd_run output folder
     for ax in axs.flat: ax.axis('off')
     for i in range(len(x)):
         img, txt = axs[2 * (i // ncols), i % ncols], axs[2 * (i // ncols) + 1, i % ncols]
-        img.imshow(x[i].permute(1, 2, 0).numpy())
+        img.imshow(picture(x[i]), cmap='gray', vmin=0, vmax=255)
         img.set_title(d.classes[y[i]], fontsize=9, fontweight='bold')
         for j, (name, p) in enumerate(preds.items()):
             txt.text(0.5, 1.2 - 1.1 * (j + .5) / k, f"{label(name)}: {d.classes[p[i]]}", transform=txt.transAxes, ha='center',

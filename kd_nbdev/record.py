@@ -46,6 +46,9 @@ class RunRecord:
     peak_rss_mb: float = 0. # peak resident memory of the process
     experiments: dict = field(default_factory=dict) # the summary of `summarize`, for people reading the file
     experiment_names: list = field(default_factory=list) # the experiments the run was started with, finished or not
+    dataset: dict = field(default_factory=dict) # the images: size, channels, classes, normalisation (and where it came from)
+    models: dict = field(default_factory=dict) # 'teacher' and 'student': model name, compared layer, parameters
+    refused: dict = field(default_factory=dict) # experiment -> why it was left out of an 'all' run (it does not fit these models)
     schema: int = SCHEMA # this format's version
 
     def to_dict(self) -> dict: return asdict(self)
@@ -53,6 +56,7 @@ class RunRecord:
 # %% ../nbs/06c_record.ipynb #b65ed7d8
 _NUMBER, _NONE = (int, float), type(None)
 _KINDS = {'runs': dict, 'seeds': list, 'settings': dict, 'seconds': dict, 'experiments': dict, 'experiment_names': list,
+          'dataset': dict, 'models': dict, 'refused': dict,
           'data': str, 'data_path': (str, _NONE), 'train_size': (int, _NONE), 'test_size': (int, _NONE),
           'data_key': (str, _NONE), 'teacher_weights': (str, _NONE), 'precision': str, 'device': str, 'device_type': str,
           'threads': (int, _NONE), 'world_size': int, 'torch': str, 'command': str, 'eval_every': int, 'epochs': (int, _NONE),

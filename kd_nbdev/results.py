@@ -14,7 +14,7 @@ from .store import load_safely
 from .methods.base import BASELINE, get_method
 from .config import settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, read_record
-from .run import make_student, make_teacher
+from .run import make_student, make_teacher, record_dims, with_recorded_norm
 from .stats import as_record, label, seed_statistics, students
 from .plots import save_plots
 
@@ -53,11 +53,11 @@ def load_models(run, # a kd_run output folder
     s, seed = settings_from_dict(rec.settings), checkpoint_seed(run, seed)
     models = {}
     if (run/'teacher.pt').is_file():
-        models[TEACHER] = make_teacher(s)
+        models[TEACHER] = make_teacher(s, record_dims(rec))
         models[TEACHER].load_state_dict(load_safely(run/'teacher.pt'))
     for name in students(rec):
         if seed is None or not _checkpoint(run, name, seed).is_file(): continue
-        models[name] = make_student(get_method(name), s)
+        models[name] = make_student(get_method(name), s, record_dims(rec))
         models[name].load_state_dict(load_safely(_checkpoint(run, name, seed))['student'])
     if not models: raise ReportError(f"{run} holds no teacher.pt and no student checkpoints" + (f" for seed {seed}" if seed is not None else ''))
     return {n: m.eval() for n, m in models.items()}
@@ -69,7 +69,8 @@ def run_test_set(res, data=None) -> Cifar10:
     if isinstance(data, Cifar10): return data.subset(None, rec.test_size)
     src = data or rec.data_path
     if not src: raise DataError("the run does not record its data; pass the CIFAR-10 it used (--data)")
-    return load_cifar10(src, download=False).subset(None, rec.test_size)
+    size = (rec.dataset or {}).get('resized_to')
+    return with_recorded_norm(load_cifar10(src, download=False, image_size=size).subset(None, rec.test_size), rec)
 
 # %% ../nbs/10_results.ipynb #6f852774
 def _pm(e): return f"{e['mean']:.2f} ± {e['std']:.2f}" if e['std'] is not None else f"{e['mean']:.2f}"

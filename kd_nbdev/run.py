@@ -6,29 +6,48 @@
 from __future__ import annotations
 import json, os, platform, socket, sys, time, warnings
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 import torch
 from torch import nn
 from .data import Cifar10
-from .models import DeepNN, LightNN, forward_with_features, default_device, resolve_precision
+from .models import (DeepNN, LightNN, ModelError, make_model, default_layer, check_layer, count_parameters,
+                             forward_with_features, default_device, resolve_precision)
 from .store import load_safely, save_atomic, fingerprint, pause_point
 from .cli import unwritable
 from .methods.base import ConfigError, Method, Shapes, get_method, methods
 from .teachers import cached_teacher, teacher_key
 from .training import fit
-from .config import Settings, settings_dict
+from .config import Settings, settings_dict, settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, experiment_order, read_record, write_record
 
 # %% auto #0
-__all__ = ['LOCK', 'make_teacher', 'make_student', 'parse_experiments', 'check_request', 'load_teacher', 'check_device',
-           'check_seeds', 'lock_owner', 'folder_lock', 'check_out', 'run_experiments']
+__all__ = ['CIFAR10_DIMS', 'LOCK', 'make_teacher', 'make_student', 'run_layers', 'parse_experiments', 'check_request',
+           'load_teacher', 'check_device', 'check_seeds', 'lock_owner', 'folder_lock', 'check_out', 'run_experiments',
+           'dataset_info', 'record_dims', 'with_recorded_norm', 'models_info']
 
 # %% ../nbs/06d_run.ipynb #dcbb0e50
-def make_teacher(s:Settings) -> DeepNN: return DeepNN(dropout=s.teacher_dropout)
+CIFAR10_DIMS = {'num_classes': 10, 'in_channels': 3, 'image_size': (32, 32)}
 
-def make_student(method:Method, s:Settings) -> nn.Module:
-    "The student `method` trains: its own, where it changes the student, else the tutorial's `LightNN`."
-    return method.student(s.methods[method.name]) if method.student else LightNN()
+def _built(name:str, dims:dict, who:str) -> nn.Module:
+    try: return make_model(name, **dims)
+    except ModelError as e: raise ConfigError(f"the {who}: {e}") from None
+
+def make_teacher(s:Settings, dims:dict|None=None) -> nn.Module:
+    "The run's teacher: `s.teacher_model` (the tutorial's `DeepNN`, with `s.teacher_dropout`) for images of `dims`."
+    dims = dims or CIFAR10_DIMS
+    if s.teacher_model == 'DeepNN': return DeepNN(dims['num_classes'], s.teacher_dropout, dims['in_channels'], dims['image_size'])
+    return _built(s.teacher_model, dims, 'teacher')
+
+def make_student(method:Method, s:Settings, dims:dict|None=None) -> nn.Module:
+    "The student `method` trains: its own, where it changes the student, else `s.student_model` (the tutorial's `LightNN`)."
+    dims = dims or CIFAR10_DIMS
+    if method.student and (own := method.student(s.methods[method.name], s.student_model, **dims)) is not None: return own
+    return _built(s.student_model, dims, 'student')
+
+def run_layers(s:Settings) -> tuple[str|None, str|None]:
+    "The teacher's and the student's compared layers: the settings', else each model's default."
+    return s.teacher_layer or default_layer(s.teacher_model), s.student_layer or default_layer(s.student_model)
 
 def parse_experiments(experiments) -> list[str]:
     "A list of experiment names from a comma-separated string or a list (or 'all'), checked and in the course's order."
@@ -41,38 +60,63 @@ def parse_experiments(experiments) -> list[str]:
     return [e for e in known if e in names]
 
 # %% ../nbs/06d_run.ipynb #24b2b920
-def _probe(model:nn.Module, layer:str|None):
-    "The logits' and `layer`'s shapes for one image."
-    with torch.no_grad():
-        logits, feats = forward_with_features(model.eval(), torch.zeros(1, 3, 32, 32), (layer,) if layer else ())
+def _probe(model:nn.Module, layer:str|None, dims:dict, who:str):
+    "The logits' and `layer`'s shapes for one blank image of `dims`; `ConfigError` if the model cannot run on it."
+    h, w = dims['image_size']
+    if layer:
+        try: check_layer(model, layer, who)
+        except ModelError as e: raise ConfigError(str(e)) from None
+    try:
+        with torch.no_grad(): logits, feats = forward_with_features(model.eval(), torch.zeros(1, dims['in_channels'], h, w), (layer,) if layer else ())
+    except Exception as e:
+        raise ConfigError(f"the {who} cannot run on {dims['in_channels']}x{h}x{w} images ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    if tuple(logits.shape) != (1, dims['num_classes']):
+        raise ConfigError(f"the {who} gives outputs of shape {tuple(logits.shape[1:])} per image, but the data has {dims['num_classes']} classes: "
+                          "it must return one score per class")
     return tuple(logits.shape[1:]), tuple(feats[layer].shape[1:]) if layer else None
 
-def check_request(experiments:list[str], s:Settings, teacher=None) -> dict:
+def _fit(m:Method, s:Settings, t_model, dims, layers) -> Shapes:
+    "The `Shapes` of `m`'s compared layers; `ConfigError` (one line, naming the experiment) if `m` does not fit these networks."
+    (tl, sl), e = layers, m.experiment
+    if m.needs_hidden and not (tl and sl):
+        which = ' and '.join(f"the {who}'s with --{who}-layer" for who, l in (('teacher', tl), ('student', sl)) if not l)
+        raise ConfigError(f"{e} compares a layer of each network, but a model given by import path has no default: name {which}")
+    try: student = make_student(m, s, dims)
+    except ConfigError as err: raise ConfigError(f"{e}: {err}") from None
+    _, s_hidden = _probe(student, sl if m.needs_hidden else None, dims, 'student')
+    if not m.needs_teacher: return Shapes(s_hidden)
+    _, t_hidden = _probe(t_model, tl if m.needs_hidden else None, dims, 'teacher')
+    if m.needs_hidden:
+        try: m.make_objective(s.methods[m.name], Shapes(s_hidden, t_hidden)).check_hidden(s_hidden, t_hidden)
+        except ValueError as err: raise ConfigError(f"{e}: {err}") from None
+    return Shapes(s_hidden, t_hidden)
+
+def check_request(experiments:list[str], s:Settings, teacher=None,
+                  dims:dict|None=None, # the images' `num_classes`, `in_channels`, `image_size` (default: CIFAR-10's)
+                  refused:dict|None=None, # where to leave out (and explain) the methods that do not fit, instead of raising
+                  probe:bool=True # run one blank image through the networks (needs the images' `dims`)
+                 ) -> dict:
     "Raise `ConfigError` if these experiments cannot run with these settings and this teacher; else each one's `Shapes`."
     s.check()
     students = [get_method(e) for e in experiments if e != TEACHER]
     needs = [m.experiment for m in students if m.needs_teacher]
     if needs and TEACHER not in experiments and teacher is None:
         raise ConfigError(f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'} a teacher: add 'teacher' to the experiments or give a trained one (--teacher teacher.pt)")
-    t_model = teacher if isinstance(teacher, nn.Module) else make_teacher(s)
+    if not probe: return {}
+    dims = dims or CIFAR10_DIMS
+    t_model = teacher if isinstance(teacher, nn.Module) else make_teacher(s, dims)
+    if TEACHER in experiments or needs: _probe(t_model, None, dims, 'teacher')
     shapes = {}
     for m in students:
-        objective = m.objective
-        s_logits, s_hidden = _probe(make_student(m, s), objective.student_layer if m.needs_hidden else None)
-        if not m.needs_teacher: shapes[m.experiment] = Shapes(s_hidden); continue
-        t_logits, t_hidden = _probe(t_model, objective.teacher_layer if m.needs_hidden else None)
-        if t_logits != s_logits:
-            raise ConfigError(f"{m.experiment} needs a teacher that scores the {s_logits[0]} classes the student scores, "
-                              f"but this one gives {t_logits} outputs per image")
-        shapes[m.experiment] = Shapes(s_hidden, t_hidden)
-        if m.needs_hidden:
-            try: m.make_objective(s.methods[m.name], shapes[m.experiment]).check_hidden(s_hidden, t_hidden)
-            except ValueError as err: raise ConfigError(f"{m.experiment}: {err}") from None
+        try: shapes[m.experiment] = _fit(m, s, t_model, dims, run_layers(s))
+        except ConfigError as err:
+            if refused is None: raise
+            refused[m.experiment] = str(err)
     return shapes
 
 # %% ../nbs/06d_run.ipynb #0aff5f43
-def load_teacher(path, s:Settings) -> DeepNN:
-    "A trained teacher from a state-dict file written by `kd_run` (read without executing pickled code)."
+def load_teacher(path, s:Settings, dims:dict|None=None) -> nn.Module:
+    "A trained teacher (`s.teacher_model` for images of `dims`) from a state-dict file (read without executing pickled code)."
     path, fix = Path(path), "give the teacher.pt that kd_run wrote, or add 'teacher' to the experiments to train one"
     if path.is_dir(): raise ConfigError(f"{path} is a folder, not a teacher file; {fix}")
     if not path.is_file(): raise ConfigError(f"no teacher checkpoint at {path}; {fix}")
@@ -82,14 +126,13 @@ def load_teacher(path, s:Settings) -> DeepNN:
         raise ConfigError(f"{path} cannot be read as PyTorch weights ({type(e).__name__}; pickled objects are never "
                           f"loaded); {fix}") from None
     if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']
-    model = make_teacher(s); own = model.state_dict()
+    model = make_teacher(s, dims); own = model.state_dict(); name = s.teacher_model
     if not isinstance(sd, dict) or set(sd) != set(own) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ConfigError(f"{path} does not hold the weights of a DeepNN; {fix}")
+        raise ConfigError(f"{path} does not hold the weights of a {name}; {fix}, or name its model with --teacher-model")
     if bad := [k for k in own if sd[k].shape != own[k].shape]:
-        raise ConfigError(f"{path} holds a network of another shape than DeepNN ({bad[0]} is {tuple(sd[bad[0]].shape)}, "
-                          f"not {tuple(own[bad[0]].shape)}): kd_run distils from the tutorial's DeepNN only; a teacher of "
-                          "another shape needs an adapter between its features and the student's, which check_request "
-                          "names when given that teacher in Python")
+        raise ConfigError(f"{path} holds a network of another shape than {name} for these images ({bad[0]} is "
+                          f"{tuple(sd[bad[0]].shape)}, not {tuple(own[bad[0]].shape)}); give the teacher trained on this data "
+                          "with this model (--teacher-model), or train one (add 'teacher' to the experiments)")
     model.load_state_dict(sd)
     return model
 
@@ -220,18 +263,23 @@ def run_experiments(data:Cifar10, # the data to train and test on
                     eval_every:int=1) -> RunRecord: # test after every `eval_every`-th epoch and the last (1: full training curves)
     "Train the requested experiments in order; save results after each one; return them."
     s = settings or Settings()
+    every = isinstance(experiments, str) and experiments.strip() == 'all'  # every method that fits these networks
     names = parse_experiments(experiments or experiment_order())
     seeds = check_seeds(seeds)
     if not isinstance(eval_every, int) or eval_every < 1: raise ConfigError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
-    if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s)
-    shapes = check_request(names, s, teacher)
+    data.stats()  # the normalisation, chosen now ('auto' unless the data says otherwise) and recorded
+    if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s, data.dims)
+    refused = {} if every else None
+    shapes = check_request(names, s, teacher, data.dims, refused)
+    for name, why in (refused or {}).items(): log(f"left out {name}: {why}")
+    names = [n for n in names if n not in (refused or {})]
     out = Path(out) if out else None
     if out: check_out(out, names, seeds, resume)
     if device is not None: check_device(device)
     device = torch.device(device or default_device())
     precision = resolve_precision(s.precision, device)
     with folder_lock(out, log) if out else nullcontext():  # from here on this run alone writes in `out`
-        return _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every)
+        return _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused or {})
 
 def _csv(xs) -> str: return ','.join(map(str, xs))
 
@@ -246,29 +294,56 @@ def _check_same_run(old:RunRecord, out, names, seeds):
         raise ConfigError(f"{out} holds a run of {_csv(theirs)}, not {_csv(names)}; --resume continues that run only: give it "
                           f"its experiments (--experiments {_csv(theirs)}), or choose another --out")
 
-def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every) -> RunRecord:
+def dataset_info(data:Cifar10) -> dict:
+    "What `results.json` records of the images: size, channels, classes and normalisation."
+    mean, std = data.stats()
+    return {'image_size': list(data.size), 'channels': data.channels, 'num_classes': data.num_classes, 'classes': list(data.classes),
+            'mean': list(mean), 'std': list(std), 'normalization': data.norm, 'resized_to': data.image_size}
+
+def record_dims(rec:RunRecord) -> dict:
+    "The `dims` a recorded run's networks were built for (CIFAR-10's for files written before runs recorded them)."
+    d = rec.dataset
+    if not d: return CIFAR10_DIMS
+    return {'num_classes': d['num_classes'], 'in_channels': d['channels'], 'image_size': tuple(d['image_size'])}
+
+def with_recorded_norm(data:Cifar10, rec:RunRecord) -> Cifar10:
+    "`data` normalised as the run `rec` was (the tutorial's values for files written before runs recorded theirs)."
+    d = rec.dataset
+    if not d: return data.with_norm('imagenet') if data.channels == 3 else data.with_norm('auto')
+    return replace(data, mean=tuple(d['mean']), std=tuple(d['std']), norm=d.get('normalization', ''))
+
+def models_info(s:Settings, dims:dict) -> dict:
+    "What `results.json` records of the networks: each one's model, compared layer and trainable parameters."
+    (tl, sl), ce = run_layers(s), get_method('ce')
+    return {'teacher': {'model': s.teacher_model, 'layer': tl, 'parameters': count_parameters(make_teacher(s, dims))},
+            'student': {'model': s.student_model, 'layer': sl, 'parameters': count_parameters(make_student(ce, s, dims))}}
+
+def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused) -> RunRecord:
     "`run_experiments` once everything is checked (and the folder `out` is this run's)."
     old = _read_old(out) if out and resume else None
     if old: _check_same_run(old, out, names, seeds)
     given = fingerprint(teacher.state_dict()) if teacher is not None and TEACHER not in names else None
     inputs = {'settings': settings_dict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),
-              'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given}
-    if old and (changed := [k for k, v in inputs.items() if v is not None and getattr(old, k) not in (None, v)]):
+              'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given,
+              'dataset': dataset_info(data)}
+    if old: old.settings = settings_dict(settings_from_dict(old.settings))  # a file written before a setting existed holds its default
+    if old and (changed := [k for k, v in inputs.items() if v is not None and getattr(old, k) not in (None, {}, v)]):
         raise ConfigError(f"{out} holds a run with other {', '.join(changed)}; resume it with the options it was started "
                           "with, or choose another --out")
     rec = RunRecord(runs=old.runs if old else {}, seeds=seeds, data=data.source, data_path=data.path, precision=precision,
                     device=_device_name(device), device_type=device.type,
                     threads=torch.get_num_threads() if device.type == 'cpu' else None, torch=torch.__version__,
-                    command=command, eval_every=eval_every, epochs=s.epochs, experiment_names=names, **inputs)
+                    command=command, eval_every=eval_every, epochs=s.epochs, experiment_names=names,
+                    models=models_info(s, data.dims), refused=refused, **inputs)
     t_start = time.perf_counter()
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)
         rec.peak_rss_mb = max(_peak_rss_mb(), old.peak_rss_mb if old else 0)
         if out: out.mkdir(parents=True, exist_ok=True); write_record(rec, out/'results.json')
-    def train(name, model, objective, seed, teacher_outputs=None, extra=()):
+    def train(name, model, objective, seed, teacher_outputs=None, extra=(), epochs=s.epochs):
         if (done := rec.runs.get(name, {}).get(str(seed))) is not None: log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
         t0 = time.perf_counter()
-        hist = fit(model, data, objective, teacher=teacher_outputs, epochs=s.epochs, lr=s.lr,
+        hist = fit(model, data, objective, teacher=teacher_outputs, epochs=epochs, lr=s.lr, augment=s.augment,
                    bs=s.batch_size, seed=seed, precision=precision, channels_last=s.channels_last, device=device,
                    checkpoint=out/'checkpoints'/f'{name}_seed{seed}.pt' if out else None, fingerprint_extra=extra,
                    name=name if len(seeds) == 1 else f'{name} seed {seed}', eval_every=eval_every, progress=progress, log=log)
@@ -277,18 +352,19 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
         save()
 
     if TEACHER in names:
-        if out and resume and (out/'teacher.pt').exists() and TEACHER in rec.runs: teacher = load_teacher(out/'teacher.pt', s)
+        if out and resume and (out/'teacher.pt').exists() and TEACHER in rec.runs: teacher = load_teacher(out/'teacher.pt', s, data.dims)
         else:
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
-            torch.manual_seed(seeds[0]); teacher = make_teacher(s)
-            train(TEACHER, teacher, get_method('ce').make_objective(), seeds[0])
+            torch.manual_seed(seeds[0]); teacher = make_teacher(s, data.dims)
+            train(TEACHER, teacher, get_method('ce').make_objective(), seeds[0], epochs=s.teacher_epochs or s.epochs)
             if out: save_atomic(teacher.state_dict(), out/'teacher.pt')
     students = [get_method(n) for n in names if n != TEACHER]
-    teacher_outputs = None
+    teacher_outputs, (t_layer, s_layer) = None, run_layers(s)
     if teacher is not None and any(m.needs_teacher for m in students):
         teacher = teacher.to(device)
-        if s.teacher_cache:
-            layers = tuple(dict.fromkeys(l for m in students if m.needs_teacher and m.needs_hidden for l in (m.objective.teacher_layer,)))
+        if s.augment: log("augmentation: the teacher runs on every augmented batch (its outputs cannot be cached)")
+        if s.teacher_cache and not s.augment:
+            layers = (t_layer,) if any(m.needs_teacher and m.needs_hidden for m in students) else ()
             t0 = time.perf_counter()
             teacher_outputs = cached_teacher(teacher, data, precision=precision, channels_last=s.channels_last, device=device,
                                              progress=progress, log=log, layers=layers)
@@ -299,7 +375,9 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
     for m in students:
         for seed in seeds:
             torch.manual_seed(seed)
-            student = make_student(m, s)
-            train(m.experiment, student, m.make_objective(s.methods[m.name], shapes[m.experiment]), seed, teacher_outputs, extra)
+            student = make_student(m, s, data.dims)
+            objective = m.make_objective(s.methods[m.name], shapes[m.experiment])
+            if m.needs_hidden: objective.student_layer, objective.teacher_layer = s_layer, t_layer
+            train(m.experiment, student, objective, seed, teacher_outputs, extra)
     save()
     return rec

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .data import Cifar10, batches
+from .data import Cifar10, batches, norm_key
 from .models import forward_with_features, autocast, resolve_precision, default_device
 from .store import fingerprint, save_atomic, load_safely
 from .methods.base import Outputs
@@ -31,7 +31,7 @@ class LiveTeacher:
 # %% ../nbs/01c_teachers.ipynb #d9dba5bb
 def teacher_key(teacher:nn.Module, data:Cifar10, precision:str, layers=()) -> str:
     "Fingerprint of what the teacher's cached outputs depend on: its weights, the training images, the precision, the layers."
-    return fingerprint(teacher.state_dict(), data.x_train, precision, *(('layers', tuple(layers)) if layers else ()))
+    return fingerprint(teacher.state_dict(), data.x_train, precision, *(('layers', tuple(layers)) if layers else ()), *norm_key(data))
 
 class TeacherCache:
     "The teacher's outputs for every training image, computed once and looked up by sample index."
@@ -57,7 +57,8 @@ def build_teacher_cache(teacher:nn.Module, data:Cifar10, bs:int=500, precision:s
     precision = resolve_precision(precision, device)
     teacher = teacher.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
     logits, feats = [], {k: [] for k in layers}
-    for xb, _, _ in tqdm(batches(data.x_train, data.y_train, bs, device=device), total=-(-len(data.y_train) // bs),
+    mean, std = data.stats()
+    for xb, _, _ in tqdm(batches(data.x_train, data.y_train, bs, device=device, mean=mean, std=std), total=-(-len(data.y_train) // bs),
                          desc='teacher cache', leave=False, disable=not progress):
         if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(precision, device): l, f = forward_with_features(teacher, xb, layers)

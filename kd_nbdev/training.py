@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .data import Cifar10, batches
+from .data import Cifar10, CIFAR10_MEAN, CIFAR10_STD, batches, augment_batch, norm_key
 from .models import forward_with_features, autocast, resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
@@ -20,28 +20,30 @@ __all__ = ['predict', 'evaluate', 'TrainingError', 'fit']
 
 # %% ../nbs/02_training.ipynb #70368abf
 @torch.no_grad()
-def predict(model:nn.Module, # any classifier of CIFAR-10 images
-            x:torch.Tensor, # uint8 images `(N,3,32,32)`, as `Cifar10` holds them
+def predict(model:nn.Module, # any classifier of the images
+            x:torch.Tensor, # uint8 images `(N,C,H,W)`, as `ImageData` holds them
             bs:int=500, # images per forward pass
             precision:str='fp32', # 'fp32', 'bf16' or 'auto'
             device=None, # where to run; the model's device when None
-            channels_last:bool=False # NHWC memory layout, as the model was trained with
+            channels_last:bool=False, # NHWC memory layout, as the model was trained with
+            mean=CIFAR10_MEAN, std=CIFAR10_STD # the normalisation the model was trained with (`ImageData.stats()`)
            ) -> torch.Tensor: # the predicted class of each image, on the CPU
     "The class `model` predicts for each image of `x`."
     device = device or next(model.parameters()).device
     model.eval()
     preds = []
-    for xb, _, _ in batches(x, torch.zeros(len(x), dtype=torch.long), bs, device=device):
+    for xb, _, _ in batches(x, torch.zeros(len(x), dtype=torch.long), bs, device=device, mean=mean, std=std):
         if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(precision, device): preds.append(model(xb).argmax(1).cpu())
     return torch.cat(preds)
 
-def evaluate(model:nn.Module, # any classifier of CIFAR-10 images
+def evaluate(model:nn.Module, # any classifier of the images
              data:Cifar10, # its test images are used
              **kwargs # passed on to `predict` (`bs`, `precision`, `device`, `channels_last`)
             ) -> float: # accuracy in percent
     "Test accuracy of `model` on `data`, in percent."
-    return 100 * (predict(model, data.x_test, **kwargs) == data.y_test).float().mean().item()
+    mean, std = data.stats()
+    return 100 * (predict(model, data.x_test, mean=mean, std=std, **kwargs) == data.y_test).float().mean().item()
 
 # %% ../nbs/02_training.ipynb #12afa4fc
 class TrainingError(RuntimeError):
@@ -104,6 +106,7 @@ def fit(student:nn.Module, # the model being trained
         name:str='', # how messages and progress bars call this run
         eval_every:int=1, # test after every `eval_every`-th epoch and after the last; 1 gives full training curves
         progress:bool=True, # show progress bars
+        augment:bool=False, # random crops and flips of the training images (`augment_batch`); needs a live teacher
         log=print) -> list[dict]:
     "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
     if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
@@ -116,11 +119,14 @@ def fit(student:nn.Module, # the model being trained
         if teacher is None: raise ValueError(f"{name or type(objective).__name__} needs a teacher")
         if isinstance(teacher, nn.Module):
             teacher = LiveTeacher(teacher.to(device, memory_format=mf), precision, channels_last, objective.teacher_layers)
+        if augment and not isinstance(teacher, LiveTeacher):  # cached outputs belong to the images as stored, not as augmented
+            raise ValueError(f"{name or type(objective).__name__}: with augmentation the teacher must see the augmented images: give the teacher model, not its cached outputs")
         if missing := [l for l in objective.teacher_layers if l not in getattr(teacher, 'layers', objective.teacher_layers)]:
             raise ValueError(f"{name or type(objective).__name__} compares the teacher's layer {missing[0]!r}, which the teacher source does not hold")
     opt = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    key = fingerprint(objective.settings(), epochs, lr, bs, seed, precision, channels_last,
+    gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
+    mean, std = data.stats()
+    key = fingerprint(objective.settings(), epochs, lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
                       data.y_train, data.x_train, fingerprint_extra)
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
@@ -130,7 +136,8 @@ def fit(student:nn.Module, # the model being trained
     for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
         t0, sums = time.perf_counter(), {}
         student.train()
-        bar = tqdm(batches(data.x_train, data.y_train, bs, shuffle=True, generator=gen, device=device),
+        bar = tqdm(batches(data.x_train, data.y_train, bs, shuffle=True, generator=gen, device=device, mean=mean, std=std,
+                           augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
                    total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
         for i, (xb, yb, idx) in enumerate(bar):
             if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)

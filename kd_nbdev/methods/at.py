@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, weight, positive_whole
+from .base import Objective, Outputs, Method, register, param, weight, positive_whole, match_maps, pooled_build
 
 # %% auto #0
 __all__ = ['AT', 'attention_map', 'attention_loss', 'AttentionTransfer', 'ATConfig']
@@ -32,17 +32,13 @@ class AttentionTransfer(Objective):
         self.p = p
 
     def terms(self, student, batch, teacher):
-        return {'at': attention_loss(student.hidden, teacher.hidden, self.p),
+        return {'at': attention_loss(*match_maps(student.hidden, teacher.hidden), self.p),
                 'ce': F.cross_entropy(student.logits, batch.labels)}
 
     def check_hidden(self, student_shape, teacher_shape):
         if len(student_shape) != 3 or len(teacher_shape) != 3:
             raise ValueError(f"attention transfer compares feature maps (channels, height, width), not shapes "
                              f"{tuple(student_shape)} and {tuple(teacher_shape)}; compare a convolutional layer's output")
-        if tuple(student_shape[1:]) != tuple(teacher_shape[1:]):
-            (h, w), (H, W) = student_shape[1:], teacher_shape[1:]
-            raise ValueError(f"attention transfer needs maps of the same size, but the student's is {h}x{w} and the "
-                             f"teacher's {H}x{W}; pool the larger one to the smaller's size (e.g. F.adaptive_avg_pool2d)")
 
 # %% ../../nbs/05a_methods/04_at.ipynb #95ce6427
 @dataclass
@@ -52,5 +48,5 @@ class ATConfig:
     ce_weight: float = param(1., 'weight of cross-entropy with the labels', weight)
     p: int = param(2, 'exponent of the activations in the attention map (2 in the paper)', positive_whole)
 
-AT = register(Method('at', 'AT', ATConfig, AttentionTransfer, order=20,
+AT = register(Method('at', 'AT', ATConfig, AttentionTransfer, build=pooled_build, order=20,
                      summary="the student's attention maps (channels' mean of squared activations) made the teacher's"))

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['BASELINE', 'Outputs', 'Batch', 'Objective', 'CrossEntropy', 'ConfigError', 'positive', 'weight', 'positive_whole',
-           'fraction', 'one_of', 'param', 'check_fields', 'check_config', 'Shapes', 'Method', 'register', 'methods',
-           'get_method', 'NoParams', 'configs', 'set_param', 'describe']
+           'fraction', 'one_of', 'param', 'check_fields', 'check_config', 'Shapes', 'match_maps', 'map_adapter',
+           'pooled_build', 'Method', 'register', 'methods', 'get_method', 'NoParams', 'configs', 'set_param',
+           'describe']
 
 # %% ../../nbs/01b_method.ipynb #ac3287cd
 class Outputs(NamedTuple):
@@ -136,9 +137,30 @@ class Shapes(NamedTuple):
     student: tuple|None = None
     teacher: tuple|None = None
 
+def match_maps(student:torch.Tensor, teacher:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Two batches of feature maps `(N,C,H,W)` at one spatial size: the larger average-pooled to the smaller's (per side)."
+    if student.shape[-2:] == teacher.shape[-2:]: return student, teacher
+    size = tuple(min(a, b) for a, b in zip(student.shape[-2:], teacher.shape[-2:]))
+    pool = lambda m: m if tuple(m.shape[-2:]) == size else F.adaptive_avg_pool2d(m, size)
+    return pool(student), pool(teacher)
+
+def map_adapter(shapes:Shapes) -> str:
+    "In words, what `match_maps` does to maps of these `shapes` ('' when nothing)."
+    if not (shapes.student and shapes.teacher) or len(shapes.student) != 3 or len(shapes.teacher) != 3: return ''  # not maps
+    if tuple(shapes.student[1:]) == tuple(shapes.teacher[1:]): return ''
+    (h, w), (H, W) = shapes.student[1:], shapes.teacher[1:]
+    size = f"{min(h, H)}x{min(w, W)}"
+    return f"average-pool the maps to {size} (student {h}x{w}, teacher {H}x{W})"
+
 def _by_fields(objective, config, shapes):
     "Build `objective` from the fields of `config` of the same names."
     return objective(**asdict(config))
+
+def pooled_build(objective, config, shapes):
+    "`objective` built from `config`'s fields, its settings noting the pooling `match_maps` does for maps of these `shapes`."
+    o = _by_fields(objective, config, shapes)
+    if adapter := map_adapter(shapes): o.adapter = adapter  # recorded with the settings, so the run's record shows it
+    return o
 
 @dataclass(frozen=True)
 class Method:
@@ -148,7 +170,7 @@ class Method:
     config: type # the dataclass of its hyperparameters
     objective: type # its `Objective` class
     build: Callable = _by_fields # (objective class, config, shapes) -> the objective
-    student: Callable|None = None # config -> the student model, where the method changes it; `None`: the run's student
+    student: Callable|None = None # (config, student model name, **dims) -> the student where the method changes it, or `None`: the run's student
     order: float = 100 # position in tables and in `--list-methods` (the course's order)
     summary: str = '' # one line for `--list-methods`
 

@@ -16,10 +16,11 @@ __all__ = ['COSINE', 'flat_features', 'cosine_loss', 'CosineHint', 'CosineConfig
 def flat_features(hidden:torch.Tensor, # hidden state, `(N, ...)`
                   size:int # length wanted per sample
                  ) -> torch.Tensor:
-    "Flatten each sample's hidden state and average neighbouring values down to `size`."
+    "Flatten each sample's hidden state and average neighbouring values down to `size` (windows of equal length when `size` divides it)."
     flat = hidden.flatten(1)
     n = flat.shape[1]
-    if n % size: raise ValueError(f"cannot average {n} values down to {size}: {n} is not a multiple of {size}")
+    if n < size: raise ValueError(f"cannot average {n} values up to {size}")
+    if n % size: return F.adaptive_avg_pool1d(flat[:, None], size)[:, 0]
     return flat if n == size else F.avg_pool1d(flat, n // size)
 
 # %% ../../nbs/04_cosine.ipynb #afc87dfc
@@ -34,14 +35,10 @@ class CosineHint(Objective):
     def __init__(self, hidden_weight:float=0.3, ce_weight:float=0.7): super().__init__(cosine=hidden_weight, ce=ce_weight)
 
     def terms(self, student, batch, teacher):
-        s = student.hidden.flatten(1)
-        return {'cosine': cosine_loss(s, flat_features(teacher.hidden, s.shape[1])),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
-    def check_hidden(self, student_shape, teacher_shape):
-        s, t = torch.Size(student_shape).numel(), torch.Size(teacher_shape).numel()
-        if t % s: raise ValueError(f"the cosine method needs the teacher's hidden size ({t}) to be a multiple of the "
-                                   f"student's ({s}); add an adapter, e.g. a linear layer from {t} to {s} features")
+        s, t = student.hidden.flatten(1), teacher.hidden.flatten(1)
+        if s.shape[1] > t.shape[1]: s = flat_features(s, t.shape[1])
+        else: t = flat_features(t, s.shape[1])
+        return {'cosine': cosine_loss(s, t), 'ce': F.cross_entropy(student.logits, batch.labels)}
 
 # %% ../../nbs/04_cosine.ipynb #457d6a98
 @dataclass

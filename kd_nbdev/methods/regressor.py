@@ -9,7 +9,8 @@ from torch import nn
 import torch.nn.functional as F
 from dataclasses import dataclass
 from ..models import LightNN
-from .base import Objective, Outputs, CrossEntropy, Method, register, param, weight, one_of
+from .base import (Objective, Outputs, CrossEntropy, Method, ConfigError, register, param, weight, one_of,
+                                   match_maps, map_adapter)
 
 # %% auto #0
 __all__ = ['REGRESSOR', 'CE_KERNEL2', 'RegressorHint', 'RegressorConfig', 'KernelConfig']
@@ -24,17 +25,17 @@ class RegressorHint(Objective):
         self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=3, padding=1)
 
     def terms(self, student, batch, teacher):
-        return {'mse': F.mse_loss(self.regressor(student.hidden), teacher.hidden),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
+        regressed, target = match_maps(self.regressor(student.hidden), teacher.hidden)  # the same size unless the maps differ
+        return {'mse': F.mse_loss(regressed, target), 'ce': F.cross_entropy(student.logits, batch.labels)}
 
     def check_hidden(self, student_shape, teacher_shape):
+        if len(student_shape) != 3 or len(teacher_shape) != 3:
+            raise ValueError(f"the regressor is a convolution between feature maps (channels, height, width), not shapes "
+                             f"{tuple(student_shape)} and {tuple(teacher_shape)}; compare convolutional layers' outputs")
         (sc, *shw), (tc, *thw) = student_shape, teacher_shape
         if sc != self.regressor.in_channels or tc != self.regressor.out_channels:
             raise ValueError(f"the regressor maps {self.regressor.in_channels} to {self.regressor.out_channels} channels, "
                              f"but the student's map has {sc} and the teacher's {tc}; build RegressorHint({sc}, {tc})")
-        if shw != thw:
-            raise ValueError(f"the regressor keeps the spatial size, but the student's map is {tuple(shw)} and the "
-                             f"teacher's {tuple(thw)}; add an adapter that resizes it (a strided conv or pooling)")
 
 # %% ../../nbs/05_regressor.ipynb #db49dc37
 @dataclass
@@ -47,10 +48,16 @@ class RegressorConfig:
 def _sized_regressor(objective, config, shapes):
     "A `RegressorHint` from the channels of the probed hidden states (the tutorial's 16 and 32 when not probed)."
     sc, tc = (shapes.student or (16,))[0], (shapes.teacher or (32,))[0]
-    return objective(sc, tc, config.hidden_weight, config.ce_weight)
+    o = objective(sc, tc, config.hidden_weight, config.ce_weight)
+    if adapter := map_adapter(shapes): o.adapter = adapter  # recorded with the objective's settings
+    return o
+
+def _kernel_student(config, model:str='LightNN', **dims):
+    "LightNN with the configured second kernel; for any other student model, `None`: the run's own student."
+    return LightNN(conv2_kernel=config.kernel, **dims) if model == 'LightNN' else None
 
 REGRESSOR = register(Method('regressor', 'regressor', RegressorConfig, RegressorHint, build=_sized_regressor,
-                            student=lambda config: LightNN(conv2_kernel=config.kernel), order=3,
+                            student=_kernel_student, order=3,
                             summary="a trainable 3x3 conv maps the student's feature map onto the teacher's (FitNets)"))
 
 # %% ../../nbs/05_regressor.ipynb #f7bd4940
@@ -59,6 +66,11 @@ class KernelConfig:
     "The control's one setting: the kernel of the student's second convolution."
     kernel: int = param(2, "kernel of the student's second convolution (the regressor experiment's 2)", one_of(2, 3))
 
+def _control_student(config, model:str='LightNN', **dims):
+    "LightNN with the configured second kernel; refused for any other student, for which this control means nothing."
+    if model != 'LightNN': raise ConfigError(f"student_ce_kernel2 is a control of LightNN's 2x2 convolution; with the student {model} it would be student_ce")
+    return LightNN(conv2_kernel=config.kernel, **dims)
+
 CE_KERNEL2 = register(Method('ce_kernel2', 'CE, 2×2 conv', KernelConfig, CrossEntropy, build=lambda objective, config, shapes: objective(),
-                             student=lambda config: LightNN(conv2_kernel=config.kernel), order=3.5,
+                             student=_control_student, order=3.5,
                              summary="control: the regressor's student (2x2 second conv) with cross-entropy alone"))
