@@ -72,6 +72,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                'kd_nbdev.data.norm_key': ('data.html#norm_key', 'kd_nbdev/data.py'),
                                'kd_nbdev.data.normalize': ('data.html#normalize', 'kd_nbdev/data.py'),
                                'kd_nbdev.data.picture': ('data.html#picture', 'kd_nbdev/data.py'),
+                               'kd_nbdev.data.read_fashion_mnist': ('data.html#read_fashion_mnist', 'kd_nbdev/data.py'),
                                'kd_nbdev.data.read_image_folder': ('data.html#read_image_folder', 'kd_nbdev/data.py'),
                                'kd_nbdev.data.read_npz': ('data.html#read_npz', 'kd_nbdev/data.py'),
                                'kd_nbdev.data.read_torchvision': ('data.html#read_torchvision', 'kd_nbdev/data.py'),

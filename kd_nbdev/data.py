@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CLASSES', 'DATA_ENV', 'Cifar10', 'SAMPLE_PATH', 'IMAGE_SUFFIXES', 'load_cifar10',
-           'normalize', 'DataError', 'ImageData', 'read_npz', 'make_sample', 'read_torchvision', 'read_image_folder',
-           'is_cifar10', 'channel_stats', 'norm_key', 'data_home', 'load_data', 'batches', 'augment_batch', 'picture',
-           'show_images']
+__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CLASSES', 'DATA_ENV', 'Cifar10', 'SAMPLE_PATH', 'SAMPLES', 'IMAGE_SUFFIXES',
+           'load_cifar10', 'normalize', 'DataError', 'ImageData', 'read_npz', 'make_sample', 'read_torchvision',
+           'read_fashion_mnist', 'read_image_folder', 'is_cifar10', 'channel_stats', 'norm_key', 'data_home',
+           'load_data', 'batches', 'augment_batch', 'picture', 'show_images']
 
 # %% ../nbs/00_data.ipynb #b4cf10b6
 CIFAR10_MEAN = (0.485, 0.456, 0.406)  # the tutorial's values (ImageNet's statistics)
@@ -138,6 +138,8 @@ def read_npz(path, image_size:int|None=None) -> ImageData:
 # %% ../nbs/00_data.ipynb #d81d5d69
 import kd_nbdev
 SAMPLE_PATH = Path(kd_nbdev.__file__).parent/'assets'/'cifar10_sample.npz'  # shipped with the package
+# the small real samples shipped with the package, by the name `--data` knows them by
+SAMPLES = {'sample': SAMPLE_PATH, 'fashion-sample': SAMPLE_PATH.parent/'fashion_mnist_sample.npz'}
 
 def _first_per_class(y, n):
     return np.sort(np.concatenate([np.flatnonzero(y == c)[:n] for c in range(10)]))
@@ -146,10 +148,10 @@ def make_sample(src, # the full CIFAR-10 `.npz`
                 dest, # where to write the sample
                 n_train:int=120, # training images kept per class
                 n_test:int=40): # test images kept per class
-    "Write a class-balanced slice of the CIFAR-10 `.npz` at `src` to `dest`."
+    "Write a class-balanced slice of the dataset `.npz` at `src` (ten classes) to `dest`."
     d = read_npz(src)
     tr, te = _first_per_class(d.y_train.numpy(), n_train), _first_per_class(d.y_test.numpy(), n_test)
-    hwc = lambda x: x.permute(0, 2, 3, 1).numpy()
+    hwc = lambda x: x[:, 0].numpy() if x.shape[1] == 1 else x.permute(0, 2, 3, 1).numpy()  # greyscale stays (N,H,W)
     np.savez_compressed(dest, x_train=hwc(d.x_train[tr]), y_train=d.y_train[tr].numpy(),
                         x_test=hwc(d.x_test[te]), y_test=d.y_test[te].numpy(), classes=np.array(d.classes))
 
@@ -159,6 +161,16 @@ def read_torchvision(root, download:bool=False) -> ImageData:
     from torchvision.datasets import CIFAR10
     tr, te = CIFAR10(root, train=True, download=download), CIFAR10(root, train=False, download=download)
     return ImageData.from_arrays(tr.data, np.array(tr.targets), te.data, np.array(te.targets), tuple(tr.classes), source=str(root))
+
+def read_fashion_mnist(root, download:bool=False) -> ImageData:
+    "Read Fashion-MNIST with torchvision from the folder `root` (its `FashionMNIST/raw`), downloading it there if `download`."
+    from torchvision.datasets import FashionMNIST
+    try: tr, te = FashionMNIST(root, train=True, download=download), FashionMNIST(root, train=False, download=download)
+    except Exception as e:
+        raise DataError(f"Fashion-MNIST is not in {Path(root)/'FashionMNIST'} and torchvision could not download it "
+                        f"({type(e).__name__}); pass its .npz instead (--data fashion_mnist.npz)") from None
+    return ImageData.from_arrays(tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy(), tuple(tr.classes),
+                                 source='fashion-mnist')  # the name load_data reads it by again
 
 # %% ../nbs/00_data.ipynb #f8d4a67f
 def _resize(x:torch.Tensor, size:int) -> torch.Tensor:
@@ -217,9 +229,9 @@ def read_image_folder(path, image_size:int|None=None) -> ImageData:
     for split in (train, test):
         files[split] = [(f, i) for i, c in enumerate(classes) if (split/c).is_dir()
                         for f in sorted((split/c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-        if empty := [c for c in classes if split is train and not any((train/c).glob('*'))]:
-            raise DataError(f"the class folder {train/empty[0]} is empty; give every class at least one training image")
         if not files[split]: raise DataError(f"{split} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+    if empty := sorted(set(range(len(classes))) - {i for _, i in files[train]}):
+        raise DataError(f"the class folder {train/classes[empty[0]]} holds no images; give every class at least one training image")
     greyscale = all(_is_grey(f) for fs in files.values() for f, _ in fs)
     arrays = []
     for split in (train, test):
@@ -283,7 +295,7 @@ def data_home() -> Path:
     "Where torchvision's CIFAR-10 is downloaded once for every folder you work in: `$XDG_CACHE_HOME/kd_nbdev` (`~/.cache/kd_nbdev`)."
     return Path(os.environ.get('XDG_CACHE_HOME') or '~/.cache').expanduser()/'kd_nbdev'
 
-def load_data(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 folder, a folder of class folders, or 'sample'
+def load_data(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 folder, a folder of class folders, 'fashion-mnist' (torchvision's), or 'sample' / 'fashion-sample'
               root:str|Path|None=None, # torchvision's folder, used (and downloaded into) when `data` is not given (default: `./data` if it has CIFAR-10, else `data_home()`)
               download:bool=True, # let torchvision download CIFAR-10 into `root` when nothing else is found
               image_size:int|None=None # resize every image to this side (needed for class folders of mixed sizes)
@@ -292,7 +304,8 @@ def load_data(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 
     data = data or os.environ.get(DATA_ENV) or None
     size = lambda d: d.resized(image_size) if image_size else d
     if data is not None:
-        if str(data) == 'sample': return read_npz(SAMPLE_PATH, image_size)
+        if str(data) in SAMPLES: return replace(read_npz(SAMPLES[str(data)], image_size), source=str(data), path=str(data))  # its name: no path of this installation
+        if str(data) == 'fashion-mnist': return size(read_fashion_mnist(data_home(), download))
         p = Path(data).expanduser()
         if p.is_dir():
             if _is_torchvision_folder(p): return size(read_torchvision(p))

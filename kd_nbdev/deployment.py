@@ -175,7 +175,7 @@ def kd_deploy(argv:list[str]|None=None) -> dict|None:
         if int8 == 'teacher' or int8 not in models: raise ConfigError(f"--int8 {int8!r} must be a student among --models")
         first = load_trained(a.run, models[0], a.seed, a.teacher)  # reads results.json: a bad run folder stops here
         for m in models[1:]: load_trained(a.run, m, a.seed, a.teacher)
-        data = load_cifar10(a.data or first.data_path, download=False)
+        data = load_cifar10(a.data or first.data_path, download=False, image_size=first.resized_to)
         report = Path(a.report); report.mkdir(parents=True, exist_ok=True)
     except (ConfigError, DataError, RecordError, OSError) as e:
         print(f"kd_deploy: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(2)

@@ -30,7 +30,7 @@ TUTORIAL_EXPERIMENTS = tuple(TUTORIAL_REPORTS)  # the tutorial's five experiment
 @dataclass
 class RunOptions:
     "What `kd_run` is asked to do, beyond the training settings."
-    data: str = param(None, "the images: an .npz file (x_train, y_train, x_test, y_test; any size, RGB or greyscale), a folder of class folders (train/ and test/ or val/), a torchvision CIFAR-10 folder, or 'sample' (default: CIFAR-10 from $KD_NBDEV_DATA, then ./data, then download)")
+    data: str = param(None, "the images: an .npz file (x_train, y_train, x_test, y_test; any size, RGB or greyscale), a folder of class folders (train/ and test/ or val/), a torchvision CIFAR-10 folder, fashion-mnist (torchvision's download), or the shipped samples 'sample' (CIFAR-10) and 'fashion-sample' (default: CIFAR-10 from $KD_NBDEV_DATA, then ./data, then download)")
     image_size: int = param(None, 'resize every image to this side in pixels when reading it (needed for folders of images of mixed sizes)', positive_whole)
     norm: str = param('auto', "normalisation: auto (the tutorial's ImageNet values for CIFAR-10, the training images' own statistics otherwise), data, imagenet, or MEAN/STD per channel, e.g. 0.286/0.353")
     experiments: str = param(None, f"comma-separated experiments, or 'all' (default: the tutorial's five: {', '.join(TUTORIAL_EXPERIMENTS)}; --list-methods shows every method)")
@@ -131,6 +131,8 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
     finally:
         if main_thread and before is not None: signal.signal(signal.SIGTERM, before)
     print(comparison_table(rec))
+    if a.quiet:  # said at the start otherwise, before the training
+        for why in rec.refused.values(): print(f"left out {why}", file=sys.stderr)
     teacher_pt = Path(out)/'teacher.pt'  # named only when this run trained (or resumed) the teacher it holds
     print(f"\nResults: {Path(out)/'results.json'}" + (f"  (teacher weights: {teacher_pt})" if TEACHER in rec.runs and teacher_pt.is_file() else ''))
     try:

@@ -16,7 +16,7 @@ from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, DataError, load_cifar10
 from .methods.base import ConfigError, get_method
 from .config import settings_from_dict
 from .record import RecordError, TEACHER, read_record
-from .run import make_student, load_teacher
+from .run import make_student, load_teacher, record_dims
 from .store import load_safely, write_atomic
 
 # %% auto #0
@@ -47,8 +47,9 @@ class Trained:
     classes:tuple
     accuracy:float|None # its test accuracy as the run recorded it
     data_path:str|None # the data the run read, to read test images again
+    resized_to:int|None = None # the side the run resized its images to when reading them (`None`: as stored)
 
-def _load_student(run:Path, name:str, seed:int, settings) -> nn.Module:
+def _load_student(run:Path, name:str, seed:int, settings, dims=None) -> nn.Module:
     ck_path, fix = run/'checkpoints'/f'{name}_seed{seed}.pt', f"run kd_run again with --resume --out {run}"
     if not ck_path.is_file(): raise ConfigError(f"no weights of {name} (seed {seed}) at {ck_path}; {fix}")
     try:
@@ -56,7 +57,7 @@ def _load_student(run:Path, name:str, seed:int, settings) -> nn.Module:
     except Exception as e: raise ConfigError(f"{ck_path} cannot be read as PyTorch weights ({type(e).__name__}); {fix}") from None
     if not (isinstance(ck, dict) and isinstance(ck.get('student'), dict)):
         raise ConfigError(f"{ck_path} is not a kd_run checkpoint (no student weights in it); {fix}")
-    net = make_student(get_method(name), settings)
+    net = make_student(get_method(name), settings, dims)
     try: net.load_state_dict(ck['student'])
     except (RuntimeError, TypeError) as e:
         first = ' '.join(str(e).split('\n')[1:2]).strip() or type(e).__name__
@@ -79,9 +80,12 @@ def load_trained(run, # a `kd_run` output folder
     seed = int(seed if seed is not None else next(iter(runs), rec.seeds[0] if rec.seeds else 0))
     if runs and str(seed) not in runs:
         raise ConfigError(f"{run} has no {model} of seed {seed}; its seeds: {', '.join(runs)}")
-    net = load_teacher(teacher or run/'teacher.pt', s) if model == TEACHER else _load_student(run, model, seed, s)
+    dims, ds = record_dims(rec), rec.dataset  # the images the run trained on (CIFAR-10 for runs that did not record them)
+    net = load_teacher(teacher or run/'teacher.pt', s, dims) if model == TEACHER else _load_student(run, model, seed, s, dims)
     acc = runs.get(str(seed), {}).get('accuracy')
-    return Trained(ImageClassifier(net.eval()).eval(), model, seed, CLASSES, acc, rec.data_path)
+    norm = (ds['mean'], ds['std']) if ds else (CIFAR10_MEAN, CIFAR10_STD)
+    return Trained(ImageClassifier(net.eval(), *norm).eval(), model, seed, tuple(ds.get('classes', CLASSES)), acc, rec.data_path,
+                   ds.get('resized_to'))
 
 # %% ../nbs/13_export.ipynb #db804fe2
 FORMATS = {'onnx': '.onnx', 'torchscript': '.ts', 'export': '.pt2'}
@@ -98,7 +102,7 @@ def metadata(t:Trained, image_shape:tuple) -> dict:
     "What the exported file says about itself."
     h, w, c = image_shape
     return {'model': t.name, 'seed': t.seed, 'classes': list(t.classes), 'image_size': [h, w], 'channels': c,
-            'input': f'uint8 images (N, {h}, {w}, {c}), RGB, 0-255', 'output': 'logits (N, classes)',
+            'input': f"uint8 images (N, {h}, {w}, {c}), {'RGB' if c == 3 else 'greyscale'}, 0-255", 'output': 'logits (N, classes)',
             'kd_nbdev': kd_nbdev.__version__}
 
 def _batch_dim(): return {'images': {0: torch.export.Dim('batch', min=1, max=65536)}}
@@ -213,7 +217,7 @@ def quantize_int8(onnx_path, out, calibration:np.ndarray, # uint8 training image
 def _say(msg): print(msg, file=sys.stderr)
 
 def _test_images(data, t:Trained, n:int|None):
-    d = load_cifar10(data or t.data_path, download=False)
+    d = load_cifar10(data or t.data_path, download=False, image_size=t.resized_to)
     x = d.x_test.permute(0, 2, 3, 1).contiguous().numpy()
     return (x[:n] if n else x), d.y_test.numpy()[:n] if n else d.y_test.numpy(), d
 

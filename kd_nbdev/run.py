@@ -271,7 +271,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
     if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, s, data.dims)
     refused = {} if every else None
     shapes = check_request(names, s, teacher, data.dims, refused)
-    for name, why in (refused or {}).items(): log(f"left out {name}: {why}")
+    for why in (refused or {}).values(): log(f"left out {why}")  # each reason starts with the experiment's name
     names = [n for n in names if n not in (refused or {})]
     out = Path(out) if out else None
     if out: check_out(out, names, seeds, resume)

@@ -66,7 +66,7 @@ def run_sweep(data, # the data to train and test on
     method, cells = parse_grid(grid)
     base_settings = settings or Settings()
     cell_settings = [copy.deepcopy(base_settings).set(*(f'{method}.{k}={v}' for k, v in c.items())).check() for c in cells]
-    if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, base_settings)
+    if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, base_settings, data.dims)
     out = Path(out)
     run = lambda names, s, folder: run_experiments(data, names, s, seeds, folder, teacher, resume=True, device=device,
                                                    progress=progress, log=log, command=command, eval_every=eval_every)
