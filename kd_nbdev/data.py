@@ -119,7 +119,7 @@ ImageData.subset = _subset
 def read_npz(path, image_size:int|None=None) -> ImageData:
     "Read images from an `.npz` holding `x_train`, `y_train`, `x_test`, `y_test` (and optionally `classes`); resize them to `image_size` if given."
     path = Path(path)
-    if not path.is_file(): raise DataError(f"No file at {path}. Give the path of a CIFAR-10 .npz file.")
+    if not path.is_file(): raise DataError(f"No file at {path}. Give the path of an .npz file of images.")
     if not zipfile.is_zipfile(path):  # an .npz is a zip archive; a truncated one has lost the archive's index at its end
         raise DataError(f"{path} is not a readable .npz file (it holds no complete zip archive). "
                         "Check that it is complete, or write it again with numpy.savez.")

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
-from .cli import OneLineParser, dashes
+from dataclasses import fields
+from .cli import OneLineParser, add_field_options, dashes
 from .data import DataError, load_cifar10
 from .methods.base import BASELINE, ConfigError, get_method
 from .config import Settings
@@ -138,6 +139,8 @@ def plot_sweep(sw:dict) -> plt.Figure:
     return fig
 
 # %% ../nbs/12_sweep.ipynb #4c77fd92
+_OWN = ('teacher_model', 'student_model', 'teacher_layer', 'student_layer', 'augment')  # kd_run's options for one's own networks
+
 def kd_sweep(argv:list[str]|None=None) -> dict|None:
     "The `kd_sweep` command."
     argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
@@ -154,6 +157,9 @@ def kd_sweep(argv:list[str]|None=None) -> dict|None:
     p.add_argument('--out', default='runs/sweep', help='folder of the sweep (default: runs/sweep)')
     p.add_argument('--report', default=None, help='folder for kd_sweep.json and kd_sweep.png (default: --out)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    add_field_options(p, Settings, skip=[f.name for f in fields(Settings) if f.name not in _OWN])  # the networks and data, as kd_run takes them
+    p.add_argument('--image-size', type=int, default=None, dest='image_size', help="as kd_run's --image-size")
+    p.add_argument('--norm', default='auto', help="as kd_run's --norm (default: auto)")
     a = p.parse_args(dashes(argv))
     log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
     try:
@@ -162,10 +168,11 @@ def kd_sweep(argv:list[str]|None=None) -> dict|None:
         for k in ('epochs', 'train_size', 'test_size', 'threads', 'eval_every'):
             if (v := getattr(a, k)) is not None and v <= 0: raise ConfigError(f"{k} must be a positive number, not {v}")
         if a.threads: torch.set_num_threads(a.threads)
-        s = Settings(**({'epochs': a.epochs} if a.epochs else {})).set(*a.set).check()
+        s = Settings(**({'epochs': a.epochs} if a.epochs else {}), **{k: getattr(a, k) for k in _OWN}).set(*a.set).check()
         parse_grid(a.grid)
-        d = load_cifar10(a.data)
+        d = load_cifar10(a.data, image_size=a.image_size)
         if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
+        d = d.with_norm(a.norm)
         sw = run_sweep(d, a.grid, a.teacher, seeds, a.out, s, a.device, not a.quiet, log, 'kd_sweep ' + shlex.join(argv), a.eval_every)
     except (ConfigError, DataError, RecordError, ValueError) as e:
         print(f"kd_sweep: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(2)
