@@ -15,6 +15,8 @@ from .training import TrainingError
 from .config import Settings
 from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize
 from .run import parse_experiments, check_request, check_device, check_out, check_seeds, run_experiments
+from .distributed import start, stop
+from .models import default_device
 
 # %% auto #0
 __all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_parser', 'kd_run', 'main', 'comparison_table',
@@ -112,6 +114,7 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
         check_request(names, s, a.teacher, probe=False)  # the networks are probed once the images' size is known
         check_out(out, names, seeds, a.resume)  # before the data, which may be downloaded, and before any work
         if a.threads: torch.set_num_threads(a.threads)
+        w = start(a.device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
         d = load_data(a.data, image_size=a.image_size)
         if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
         d = d.with_norm(a.norm)
@@ -130,6 +133,8 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
         sys.exit(128 + signal.SIGTERM if isinstance(e, _Terminated) else 130)
     finally:
         if main_thread and before is not None: signal.signal(signal.SIGTERM, before)
+    stop()
+    if not w.main: return rec  # process 0 reports for all
     print(comparison_table(rec))
     if a.quiet:  # said at the start otherwise, before the training
         for why in rec.refused.values(): print(f"left out {why}", file=sys.stderr)
