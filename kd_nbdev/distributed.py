@@ -65,6 +65,9 @@ def start(device) -> World:
     w = launched()
     if w.size == 1 or dist.is_initialized(): return current()
     device = local_device(device, w)
+    if device.type == 'cuda' and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"process {w.rank} would train on {device}, but PyTorch sees {torch.cuda.device_count()} GPUs here; "
+                          "start at most one process per GPU (--nproc_per_node)")
     if device.type == 'cuda': torch.cuda.set_device(device)
     dist.init_process_group(backend_for(device))
     return current()
