@@ -5,6 +5,7 @@
 # %% ../nbs/06e_distributed.ipynb #6ed870b4
 from __future__ import annotations
 import os
+from contextlib import contextmanager, nullcontext, ExitStack
 from dataclasses import dataclass, replace
 import torch
 import torch.distributed as dist
@@ -14,8 +15,8 @@ from .methods.base import ConfigError
 from .teachers import TeacherCache, build_teacher_cache, teacher_key
 
 # %% auto #0
-__all__ = ['World', 'launched', 'backend_for', 'local_device', 'current', 'start', 'stop', 'part', 'shard_batches', 'global_mean',
-           'wrap', 'gathered_teacher_cache', 'evaluate_sharded', 'rng_states']
+__all__ = ['World', 'launched', 'backend_for', 'local_device', 'current', 'start', 'stop', 'on_main', 'speaks', 'part',
+           'shard_batches', 'global_mean', 'wrap', 'gathered_teacher_cache', 'evaluate_sharded', 'rng_states']
 
 # %% ../nbs/06e_distributed.ipynb #49c94fa0
 @dataclass(frozen=True)
@@ -75,6 +76,28 @@ def start(device) -> World:
 def stop():
     "Leave the process group, if this process joined one."
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+
+# %% ../nbs/06e_distributed.ipynb #41d8b573
+@contextmanager
+def on_main(make, # makes the context manager, e.g. `lambda: folder_lock(out)`
+            world:World):
+    "The context `make()` entered by process 0 alone; a `ConfigError` on entering it is raised in every process."
+    if world.size == 1:
+        with make() as v: yield v
+        return
+    with ExitStack() as stack:
+        said = [None]
+        if world.main:
+            try: stack.enter_context(make())
+            except ConfigError as e: said = [str(e)]
+        dist.broadcast_object_list(said, 0)
+        if said[0] is not None: raise ConfigError(said[0])
+        yield None
+
+def speaks(env=None) -> bool:
+    "Whether this process reports errors for all: process 0 of a torchrun world, or a process torchrun did not start."
+    rank = (os.environ if env is None else env).get('RANK', '0').strip()
+    return not rank.isdigit() or int(rank) == 0  # a malformed $RANK: say so (`launched` refuses it)
 
 # %% ../nbs/06e_distributed.ipynb #4536b012
 def part(idx:torch.Tensor, world:World) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, experiment_order, read_record, write_record
-from .distributed import current, local_device, gathered_teacher_cache
+from .distributed import current, local_device, gathered_teacher_cache, on_main
 
 # %% auto #0
 __all__ = ['CIFAR10_DIMS', 'LOCK', 'make_teacher', 'make_student', 'run_layers', 'parse_experiments', 'check_request',
@@ -288,7 +288,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
     device = local_device(device or default_device(), w)
     precision = resolve_precision(s.precision, device)
     if not w.main: progress, log = False, (lambda m: None)  # process 0 speaks for all
-    with folder_lock(out, log) if out and w.main else nullcontext():  # from here on this run alone writes in `out`
+    with on_main((lambda: folder_lock(out, log)) if out else nullcontext, w):  # from here on this run alone writes in `out`
         return _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused or {})
 
 def _csv(xs) -> str: return ','.join(map(str, xs))
