@@ -20,7 +20,7 @@ from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, experiment_order, read_record, write_record
-from .distributed import current, local_device, gathered_teacher_cache, on_main
+from .distributed import current, start, local_device, gathered_teacher_cache, on_main
 
 # %% auto #0
 __all__ = ['CIFAR10_DIMS', 'LOCK', 'make_teacher', 'make_student', 'run_layers', 'parse_experiments', 'check_request',
@@ -284,7 +284,7 @@ def run_experiments(data:Cifar10, # the data to train and test on
     out = Path(out) if out else None
     if out: check_out(out, names, seeds, resume)
     if device is not None: check_device(device)
-    w = current()  # the processes torchrun started (`distributed.start`), or this one alone
+    w = start(device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
     device = local_device(device or default_device(), w)
     precision = resolve_precision(s.precision, device)
     if not w.main: progress, log = False, (lambda m: None)  # process 0 speaks for all
