@@ -54,7 +54,10 @@ def backend_for(device) -> str:
 def local_device(device, world:World) -> torch.device:
     "The device this process trains on: `device`, with a CUDA GPU's index the local rank's when several processes share a machine."
     device = torch.device(device)
-    return torch.device('cuda', world.local_rank) if device.type == 'cuda' and world.size > 1 and device.index is None else device
+    if device.type != 'cuda' or world.size == 1: return device
+    if device.index is not None:  # every process would take that one GPU: NCCL refuses two processes on one GPU
+        raise ConfigError(f"--device {device} names one GPU for {world.size} processes; give --device cuda: each process takes the GPU of its local rank")
+    return torch.device('cuda', world.local_rank)
 
 def current() -> World:
     "The `World` this process is part of: the started process group's, else one process."
