@@ -15,6 +15,8 @@ from .training import TrainingError
 from .config import Settings
 from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize
 from .run import parse_experiments, check_request, check_device, check_out, check_seeds, run_experiments
+from .distributed import start, stop, speaks
+from .models import default_device
 
 # %% auto #0
 __all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_parser', 'kd_run', 'main', 'comparison_table',
@@ -112,24 +114,29 @@ def kd_run(argv:list[str]|None=None) -> RunRecord|None:
         check_request(names, s, a.teacher, probe=False)  # the networks are probed once the images' size is known
         check_out(out, names, seeds, a.resume)  # before the data, which may be downloaded, and before any work
         if a.threads: torch.set_num_threads(a.threads)
+        w = start(a.device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
         d = load_data(a.data, image_size=a.image_size)
         if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
         d = d.with_norm(a.norm)
         rec = run_experiments(d, request, s, seeds, out, a.teacher, a.resume, a.device, not a.quiet, log, command, a.eval_every)
     except (ConfigError, DataError, RecordError, ValueError) as e:  # ValueError: e.g. a number option given text
-        print(f"kd_run: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
+        if speaks(): print(f"kd_run: error: {_one_line(e)}", file=sys.stderr)  # under torchrun every process met it: one says it
+        sys.exit(2)
     except TrainingError as e:
-        print(f"kd_run: error: {_one_line(e)} The run stopped; {_kept(out)}.", file=sys.stderr); sys.exit(1)
+        if speaks(): print(f"kd_run: error: {_one_line(e)} The run stopped; {_kept(out)}.", file=sys.stderr)
+        sys.exit(1)
     except OSError as e:  # a write that failed once work began: a full disk, a folder removed or made read-only
         what = f"cannot write {e.filename}: {e.strerror}" if e.filename and e.strerror else _one_line(e)
         print(f"kd_run: error: {what}. The run stopped; {_kept(out)}; once it can write again, run the same command "
               "with --resume to finish it.", file=sys.stderr); sys.exit(1)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through _on_sigterm: what was finished is on disk, whole
         how = 'terminated (SIGTERM)' if isinstance(e, _Terminated) else 'interrupted'
-        print(f"\nkd_run: {how}; {_kept(out)}. Run the same command with --resume to continue.", file=sys.stderr)
+        if speaks(): print(f"\nkd_run: {how}; {_kept(out)}. Run the same command with --resume to continue.", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM if isinstance(e, _Terminated) else 130)
     finally:
         if main_thread and before is not None: signal.signal(signal.SIGTERM, before)
+    stop()
+    if not w.main: return rec  # process 0 reports for all
     print(comparison_table(rec))
     if a.quiet:  # said at the start otherwise, before the training
         for why in rec.refused.values(): print(f"left out {why}", file=sys.stderr)

@@ -69,9 +69,10 @@ def forward_with_features(model:nn.Module, x:torch.Tensor,
                          ) -> tuple[torch.Tensor, dict]:
     "Run `model` on `x`; return its output and a dict of the outputs of the submodules named in `layers`."
     seen, handles = {}, []
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model  # layers are named as in the model DDP wraps
     try:
         for name in layers:
-            handles.append(model.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o)))
+            handles.append(inner.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o)))
         out = model(x)
     finally:
         for h in handles: h.remove()

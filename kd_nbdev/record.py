@@ -37,6 +37,8 @@ class RunRecord:
     device_type: str = 'cpu' # 'cpu' or 'cuda'
     threads: int|None = None # PyTorch's CPU threads
     world_size: int = 1 # processes that trained together
+    backend: str|None = None # how they talked: 'gloo' or 'nccl' (`None`: one process)
+    devices: list = field(default_factory=list) # each process's device, in rank order (e.g. `['cpu', 'cpu']`)
     torch: str = '' # PyTorch's version
     command: str = '' # the command that made the run
     eval_every: int = 1 # test after every n-th epoch (and the last)
@@ -59,7 +61,7 @@ _KINDS = {'runs': dict, 'seeds': list, 'settings': dict, 'seconds': dict, 'exper
           'dataset': dict, 'models': dict, 'refused': dict,
           'data': str, 'data_path': (str, _NONE), 'train_size': (int, _NONE), 'test_size': (int, _NONE),
           'data_key': (str, _NONE), 'teacher_weights': (str, _NONE), 'precision': str, 'device': str, 'device_type': str,
-          'threads': (int, _NONE), 'world_size': int, 'torch': str, 'command': str, 'eval_every': int, 'epochs': (int, _NONE),
+          'threads': (int, _NONE), 'world_size': int, 'backend': (str, _NONE), 'devices': list, 'torch': str, 'command': str, 'eval_every': int, 'epochs': (int, _NONE),
           'total_seconds': _NUMBER, 'peak_rss_mb': _NUMBER, 'schema': int}
 
 def _is(v, kind) -> bool: return isinstance(v, kind) and not isinstance(v, bool)  # JSON's true is no number

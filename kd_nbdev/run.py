@@ -20,6 +20,7 @@ from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, experiment_order, read_record, write_record
+from .distributed import current, start, local_device, gathered_teacher_cache, on_main
 
 # %% auto #0
 __all__ = ['CIFAR10_DIMS', 'LOCK', 'make_teacher', 'make_student', 'run_layers', 'parse_experiments', 'check_request',
@@ -169,6 +170,13 @@ def _device_name(device) -> str:
           if Path('/proc/cpuinfo').exists() else None
     return f"cpu ({cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
+def _devices(device, world) -> list[str]:
+    "Each process's device, in rank order (every process calls it)."
+    if world.size == 1: return [str(device)]
+    names = [None] * world.size
+    torch.distributed.all_gather_object(names, str(device))
+    return names
+
 def _peak_rss_mb() -> float:
     "Peak resident memory of this process so far, in MB (0 where the OS does not say)."
     try: import resource
@@ -276,9 +284,11 @@ def run_experiments(data:Cifar10, # the data to train and test on
     out = Path(out) if out else None
     if out: check_out(out, names, seeds, resume)
     if device is not None: check_device(device)
-    device = torch.device(device or default_device())
+    w = start(device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
+    device = local_device(device or default_device(), w)
     precision = resolve_precision(s.precision, device)
-    with folder_lock(out, log) if out else nullcontext():  # from here on this run alone writes in `out`
+    if not w.main: progress, log = False, (lambda m: None)  # process 0 speaks for all
+    with on_main((lambda: folder_lock(out, log)) if out else nullcontext, w):  # from here on this run alone writes in `out`
         return _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused or {})
 
 def _csv(xs) -> str: return ','.join(map(str, xs))
@@ -330,7 +340,9 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
     if old and (changed := [k for k, v in inputs.items() if v is not None and getattr(old, k) not in (None, {}, v)]):
         raise ConfigError(f"{out} holds a run with other {', '.join(changed)}; resume it with the options it was started "
                           "with, or choose another --out")
+    w = current()
     rec = RunRecord(runs=old.runs if old else {}, seeds=seeds, data=data.source, data_path=data.path, precision=precision,
+                    world_size=w.size, backend=w.backend, devices=_devices(device, w),
                     device=_device_name(device), device_type=device.type,
                     threads=torch.get_num_threads() if device.type == 'cpu' else None, torch=torch.__version__,
                     command=command, eval_every=eval_every, epochs=s.epochs, experiment_names=names,
@@ -339,7 +351,7 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)
         rec.peak_rss_mb = max(_peak_rss_mb(), old.peak_rss_mb if old else 0)
-        if out: out.mkdir(parents=True, exist_ok=True); write_record(rec, out/'results.json')
+        if out and w.main: out.mkdir(parents=True, exist_ok=True); write_record(rec, out/'results.json')
     def train(name, model, objective, seed, teacher_outputs=None, extra=(), epochs=s.epochs):
         if (done := rec.runs.get(name, {}).get(str(seed))) is not None: log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
         t0 = time.perf_counter()
@@ -357,7 +369,7 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
             torch.manual_seed(seeds[0]); teacher = make_teacher(s, data.dims)
             train(TEACHER, teacher, get_method('ce').make_objective(), seeds[0], epochs=s.teacher_epochs or s.epochs)
-            if out: save_atomic(teacher.state_dict(), out/'teacher.pt')
+            if out and w.main: save_atomic(teacher.state_dict(), out/'teacher.pt')
     students = [get_method(n) for n in names if n != TEACHER]
     teacher_outputs, (t_layer, s_layer) = None, run_layers(s)
     if teacher is not None and any(m.needs_teacher for m in students):
@@ -366,8 +378,10 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
         if s.teacher_cache and not s.augment:
             layers = (t_layer,) if any(m.needs_teacher and m.needs_hidden for m in students) else ()
             t0 = time.perf_counter()
-            teacher_outputs = cached_teacher(teacher, data, precision=precision, channels_last=s.channels_last, device=device,
-                                             progress=progress, log=log, layers=layers)
+            if w.size == 1: teacher_outputs = cached_teacher(teacher, data, precision=precision, channels_last=s.channels_last,
+                                                             device=device, progress=progress, log=log, layers=layers)
+            else: teacher_outputs = gathered_teacher_cache(teacher, data, w, precision=precision, channels_last=s.channels_last,
+                                                           device=device, progress=progress, layers=layers)
             rec.seconds['teacher_cache'] = round(time.perf_counter() - t0, 1)
         else: teacher_outputs = teacher
     if teacher is not None: rec.teacher_weights = fingerprint(teacher.state_dict())

@@ -5,6 +5,7 @@
 # %% ../nbs/02_training.ipynb #bc545860
 from __future__ import annotations
 import copy, math, time
+from functools import partial
 from pathlib import Path
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from .models import forward_with_features, autocast, resolve_precision, default_
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
 from .teachers import LiveTeacher
+from .distributed import current, shard_batches, global_mean, wrap, evaluate_sharded, rng_states
 
 # %% auto #0
 __all__ = ['predict', 'evaluate', 'TrainingError', 'fit']
@@ -126,18 +128,22 @@ def fit(student:nn.Module, # the model being trained
     opt = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=lr)
     gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
     mean, std = data.stats()
+    w = current()  # the processes torchrun started, or this one alone (then nothing below changes)
+    progress = progress and w.main
     key = fingerprint(objective.settings(), epochs, lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
-                      data.y_train, data.x_train, fingerprint_extra)
+                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.x_train, fingerprint_extra)
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
         start, history = _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log)
         if start: log(f"{name}: resuming after epoch {start} from {checkpoint}")
+        if start and 'torch_rng_ranks' in ckpt: torch.set_rng_state(ckpt['torch_rng_ranks'][w.rank])  # each process's dropout goes on as it was
+    model, loss_fn = wrap(student, w), wrap(objective, w)  # DDP averages the gradients of the processes (one process: the modules themselves)
     n_batches = math.ceil(len(data.y_train) / bs)
     for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
         t0, sums = time.perf_counter(), {}
         student.train()
-        bar = tqdm(batches(data.x_train, data.y_train, bs, shuffle=True, generator=gen, device=device, mean=mean, std=std,
-                           augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
+        bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(data.x_train, data.y_train, bs, shuffle=True, generator=gen,
+                           device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
                    total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
         for i, (xb, yb, idx) in enumerate(bar):
             if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
@@ -145,28 +151,34 @@ def fit(student:nn.Module, # the model being trained
             if objective.needs_teacher:
                 t = teacher(xb, idx)
                 t_out = _model_outputs(t.logits, t.features or {}, objective.teacher_layer)
-            with autocast(precision, device): s_logits, s_feats = forward_with_features(student, xb, objective.student_layers)
-            loss, terms = objective(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs), t_out)
-            _check_finite(loss.item(), name, epoch + 1, i + 1)
+            with autocast(precision, device): s_logits, s_feats = forward_with_features(model, xb, objective.student_layers)
+            loss, terms = loss_fn(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs), t_out)
+            shown = {'loss': loss, **terms}
+            if w.size > 1:  # this process's part weighs its share; every process sees the global batch's losses
+                share = w.share(min(bs, len(data.y_train) - i * bs))
+                loss, shown = loss * share, global_mean(shown, share, w)
+            _check_finite(shown['loss'].item(), name, epoch + 1, i + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            for k, v in {'loss': loss, **terms}.items(): sums[k] = sums.get(k, 0.) + v.item()
+            for k, v in shown.items(): sums[k] = sums.get(k, 0.) + v.item()
             # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
             # epochs redraw at every step (on long ones that would cost time and change nothing one can read)
             bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}", refresh=n_batches <= 50)
         t_eval = time.perf_counter()
         tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
-        accuracy = evaluate(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
+        test = evaluate if w.size == 1 else partial(evaluate_sharded, world=w)  # the plain student: processes test different batches
+        accuracy = test(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
         now = time.perf_counter()
         row = {'epoch': epoch + 1, **{k: v / n_batches for k, v in sums.items()}, 'test_accuracy': accuracy,
                'seconds': round(now - t0, 2), # the whole epoch, its test pass included
                'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
         history.append(row)
         if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
-        if checkpoint:
+        ranks = rng_states(w) if checkpoint and w.size > 1 else None  # every process's random state: each one's dropout differs
+        if checkpoint and w.main:  # one process writes; all of them resume from the file
             save_atomic({'student': student.state_dict(), 'objective': objective.state_dict(), 'optimizer': opt.state_dict(),
                          'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
-                         'history': history, 'fingerprint': key}, checkpoint)
+                         'history': history, 'fingerprint': key, **({'torch_rng_ranks': ranks} if ranks else {})}, checkpoint)
             pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
     return history
