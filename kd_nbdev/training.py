@@ -115,6 +115,10 @@ def fit(student:nn.Module, # the model being trained
     objective = objective or CrossEntropy()
     device = torch.device(device or default_device())
     precision = resolve_precision(precision, device)
+    x_train, y_train = data.x_train, data.y_train
+    if device.type == 'cuda':  # the uint8 images cross to the GPU once, not batch by batch; the shapes never change, so cuDNN may pick its kernels
+        x_train, y_train = x_train.to(device), y_train.to(device)
+        torch.backends.cudnn.benchmark = True
     mf = torch.channels_last if channels_last else torch.contiguous_format
     student.to(device, memory_format=mf); objective.to(device)
     if objective.needs_teacher:
@@ -142,7 +146,7 @@ def fit(student:nn.Module, # the model being trained
     for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
         t0, sums = time.perf_counter(), {}
         student.train()
-        bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(data.x_train, data.y_train, bs, shuffle=True, generator=gen,
+        bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
                            device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
                    total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
         for i, (xb, yb, idx) in enumerate(bar):
