@@ -69,7 +69,7 @@ class KernelConfig:
 def _control_student(config, model:str='LightNN', **dims):
     "LightNN with the configured second kernel; refused for any other student, for which this control means nothing."
     if model != 'LightNN': raise ConfigError(f"student_ce_kernel2 is a control of LightNN's 2x2 convolution; with the student {model} it would be student_ce")
-    return LightNN(conv2_kernel=config.kernel, **dims)
+    return _kernel_student(config, model, **dims)
 
 CE_KERNEL2 = register(Method('ce_kernel2', 'CE, 2×2 conv', KernelConfig, CrossEntropy, build=lambda objective, config, shapes: objective(),
                              student=_control_student, order=3.5,
