@@ -12,10 +12,10 @@ import importlib
 _NAMES = {  # name -> the module that defines it
     'load_cifar10': 'data', 'Cifar10': 'data', 'CLASSES': 'data',
     'DeepNN': 'models', 'LightNN': 'models', 'count_parameters': 'models',
-    'Settings': 'config', 'fit': 'training', 'evaluate': 'training', 'predict': 'training',
+    'Settings': 'config', 'fit': 'training', 'evaluate': 'evaluation', 'predict': 'evaluation',
     'get_method': 'methods.base', 'register': 'methods.base', 'Method': 'methods.base',
     'Objective': 'methods.base', 'param': 'methods.base',
-    'run_experiments': 'run', 'load_teacher': 'run', 'read_record': 'record',
+    'run_experiments': 'run', 'load_teacher': 'networks', 'read_record': 'record',
     'load_trained': 'export', 'Exported': 'export',
 }
 

@@ -8,7 +8,8 @@ import json, os, platform, shlex, shutil, statistics, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
-from .cli import dashed_cli, unwritable
+from .cli import dashed_cli
+from .rundir import unwritable
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
 import importlib.util
 

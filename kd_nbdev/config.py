@@ -5,8 +5,8 @@
 # %% ../nbs/06b_config.ipynb #b9b93e46
 from __future__ import annotations
 from dataclasses import dataclass, field, fields, asdict, replace
-from .methods.base import (ConfigError, param, positive, positive_whole, fraction, one_of, check_fields,
-                                   check_config, configs, get_method, methods, set_param)
+from .params import ConfigError, param, positive, positive_whole, fraction, one_of, check_fields
+from .methods.base import check_config, configs, get_method, methods, set_param
 from .models import MODELS, ModelError, check_model_name
 
 # %% auto #0

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .cli import OneLineParser, dashes
 from .data import DataError, load_cifar10
 from .record import RecordError, TEACHER
-from .methods.base import BASELINE, ConfigError, get_method
+from .params import ConfigError
+from .methods.base import BASELINE, get_method
 from .models import count_parameters
 from .export import (Exported, ExportError, export_classifier, load_trained, need_onnx, quantize_int8,
                              verify_export, accuracy)

@@ -11,12 +11,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from .data import ImageData, normalize
-from .methods.base import ConfigError
+from .params import ConfigError
 from .teachers import TeacherCache, build_teacher_cache, teacher_key
 
 # %% auto #0
 __all__ = ['World', 'launched', 'backend_for', 'local_device', 'current', 'start', 'stop', 'on_main', 'speaks', 'part',
-           'shard_batches', 'global_mean', 'wrap', 'gathered_teacher_cache', 'evaluate_sharded', 'rng_states']
+           'shard_batches', 'global_mean', 'wrap', 'gathered_teacher_cache', 'rng_states']
 
 # %% ../nbs/06e_distributed.ipynb #49c94fa0
 @dataclass(frozen=True)
@@ -156,20 +156,6 @@ def gathered_teacher_cache(teacher:nn.Module, data:ImageData, world:World, bs:in
     logits = _gather_rows(piece.logits, n, block, world, device)
     feats = {k: _gather_rows(v, n, block, world, device) for k, v in piece.features.items()}
     return TeacherCache(logits, feats, teacher_key(teacher, data, precision, layers))
-
-# %% ../nbs/06e_distributed.ipynb #453e2b05
-def evaluate_sharded(model:nn.Module, data:ImageData, world:World, bs:int=500,
-                     **kwargs) -> float: # passed on to `predict` (`precision`, `device`, `channels_last`)
-    "`evaluate` by the processes of `world` together: each predicts its own whole test batches, one all-reduce adds the results up."
-    from kd_nbdev.training import predict  # training.py imports this module
-    n, (mean, std) = len(data.y_test), data.stats()
-    right = torch.zeros(n, dtype=torch.int32)
-    for i in range(world.rank * bs, n, world.size * bs):
-        right[i:i+bs] = predict(model, data.x_test[i:i+bs], bs, mean=mean, std=std, **kwargs) == data.y_test[i:i+bs]
-    device = kwargs.get('device') or next(model.parameters()).device
-    right = right.to(device) if backend_for(device) == 'nccl' else right
-    dist.all_reduce(right)
-    return 100 * right.cpu().bool().float().mean().item()  # as `evaluate` computes it: the same number to the last bit
 
 # %% ../nbs/06e_distributed.ipynb #57948349
 def rng_states(world:World) -> list[torch.Tensor]:

@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 from .cli import OneLineParser, add_field_options, dashes
 from .data import DataError, load_data
-from .methods.base import ConfigError, param, positive_whole, check_fields, methods, describe
+from .params import ConfigError, param, positive_whole, check_fields
+from .methods.base import methods, describe
 from .training import TrainingError
 from .config import Settings
 from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize
-from .run import parse_experiments, check_request, check_device, check_out, check_seeds, run_experiments
+from .run import parse_experiments, check_request, check_device, check_seeds, run_experiments
+from .rundir import check_out
 from .distributed import start, stop, speaks
 from .models import default_device
 

@@ -13,10 +13,11 @@ from torch import nn
 import kd_nbdev
 from .cli import OneLineParser, dashes
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, DataError, load_cifar10
-from .methods.base import ConfigError, get_method
+from .params import ConfigError
+from .methods.base import get_method
 from .config import settings_from_dict
 from .record import RecordError, TEACHER, read_record
-from .run import make_student, load_teacher, record_dims
+from .networks import make_student, load_teacher, record_dims
 from .store import load_safely, write_atomic
 
 # %% auto #0

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from .methods.base import methods
 from .config import settings_from_dict
 from .record import TEACHER
-from .training import predict
+from .evaluation import predict
 from .data import picture
 from .stats import as_record, label, seed_statistics, students
 

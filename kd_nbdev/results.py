@@ -8,13 +8,14 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
-from .cli import dashed_cli, unwritable
+from .cli import dashed_cli
+from .rundir import unwritable
 from .data import Cifar10, DataError, load_cifar10
 from .store import load_safely
 from .methods.base import BASELINE, get_method
 from .config import settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, read_record
-from .run import make_student, make_teacher, record_dims, with_recorded_norm
+from .networks import make_student, make_teacher, record_dims, with_recorded_norm
 from .stats import as_record, label, seed_statistics, students
 from .plots import save_plots
 

@@ -4,52 +4,28 @@
 
 # %% ../nbs/06d_run.ipynb #0a68973f
 from __future__ import annotations
-import json, os, platform, socket, sys, time, warnings
-from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+import platform, sys, time
+from contextlib import nullcontext
 from pathlib import Path
 import torch
 from torch import nn
 from .data import Cifar10
-from .models import (DeepNN, LightNN, ModelError, make_model, default_layer, check_layer, count_parameters,
-                             forward_with_features, default_device, resolve_precision)
-from .store import load_safely, save_atomic, fingerprint, pause_point
-from .cli import unwritable
-from .methods.base import ConfigError, Method, Shapes, get_method, methods
+from .models import default_device, resolve_precision
+from .store import save_atomic, fingerprint
+from .params import ConfigError
+from .methods.base import get_method
 from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
-from .record import RunRecord, RecordError, TEACHER, experiment_order, read_record, write_record
+from .record import RunRecord, TEACHER, experiment_order, write_record
+from .networks import CIFAR10_DIMS, make_teacher, make_student, run_layers, probe_layers, method_shapes, load_teacher, models_info
+from .rundir import folder_lock, check_out, read_old
 from .distributed import current, start, local_device, gathered_teacher_cache, on_main
 
 # %% auto #0
-__all__ = ['CIFAR10_DIMS', 'LOCK', 'make_teacher', 'make_student', 'run_layers', 'parse_experiments', 'check_request',
-           'load_teacher', 'check_device', 'check_seeds', 'lock_owner', 'folder_lock', 'check_out', 'run_experiments',
-           'dataset_info', 'record_dims', 'with_recorded_norm', 'models_info']
+__all__ = ['parse_experiments', 'check_request', 'check_device', 'check_seeds', 'run_experiments', 'dataset_info']
 
 # %% ../nbs/06d_run.ipynb #dcbb0e50
-CIFAR10_DIMS = {'num_classes': 10, 'in_channels': 3, 'image_size': (32, 32)}
-
-def _built(name:str, dims:dict, who:str) -> nn.Module:
-    try: return make_model(name, **dims)
-    except ModelError as e: raise ConfigError(f"the {who}: {e}") from None
-
-def make_teacher(s:Settings, dims:dict|None=None) -> nn.Module:
-    "The run's teacher: `s.teacher_model` (the tutorial's `DeepNN`, with `s.teacher_dropout`) for images of `dims`."
-    dims = dims or CIFAR10_DIMS
-    if s.teacher_model == 'DeepNN': return DeepNN(dims['num_classes'], s.teacher_dropout, dims['in_channels'], dims['image_size'])
-    return _built(s.teacher_model, dims, 'teacher')
-
-def make_student(method:Method, s:Settings, dims:dict|None=None) -> nn.Module:
-    "The student `method` trains: its own, where it changes the student, else `s.student_model` (the tutorial's `LightNN`)."
-    dims = dims or CIFAR10_DIMS
-    if method.student and (own := method.student(s.methods[method.name], s.student_model, **dims)) is not None: return own
-    return _built(s.student_model, dims, 'student')
-
-def run_layers(s:Settings) -> tuple[str|None, str|None]:
-    "The teacher's and the student's compared layers: the settings', else each model's default."
-    return s.teacher_layer or default_layer(s.teacher_model), s.student_layer or default_layer(s.student_model)
-
 def parse_experiments(experiments) -> list[str]:
     "A list of experiment names from a comma-separated string or a list (or 'all'), checked and in the course's order."
     names = [e.strip() for e in (experiments.split(',') if isinstance(experiments, str) else experiments) if e.strip()]
@@ -61,37 +37,6 @@ def parse_experiments(experiments) -> list[str]:
     return [e for e in known if e in names]
 
 # %% ../nbs/06d_run.ipynb #24b2b920
-def _probe(model:nn.Module, layer:str|None, dims:dict, who:str):
-    "The logits' and `layer`'s shapes for one blank image of `dims`; `ConfigError` if the model cannot run on it."
-    h, w = dims['image_size']
-    if layer:
-        try: check_layer(model, layer, who)
-        except ModelError as e: raise ConfigError(str(e)) from None
-    try:
-        with torch.no_grad(): logits, feats = forward_with_features(model.eval(), torch.zeros(1, dims['in_channels'], h, w), (layer,) if layer else ())
-    except Exception as e:
-        raise ConfigError(f"the {who} cannot run on {dims['in_channels']}x{h}x{w} images ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
-    if tuple(logits.shape) != (1, dims['num_classes']):
-        raise ConfigError(f"the {who} gives outputs of shape {tuple(logits.shape[1:])} per image, but the data has {dims['num_classes']} classes: "
-                          "it must return one score per class")
-    return tuple(logits.shape[1:]), tuple(feats[layer].shape[1:]) if layer else None
-
-def _fit(m:Method, s:Settings, t_model, dims, layers) -> Shapes:
-    "The `Shapes` of `m`'s compared layers; `ConfigError` (one line, naming the experiment) if `m` does not fit these networks."
-    (tl, sl), e = layers, m.experiment
-    if m.needs_hidden and not (tl and sl):
-        which = ' and '.join(f"the {who}'s with --{who}-layer" for who, l in (('teacher', tl), ('student', sl)) if not l)
-        raise ConfigError(f"{e} compares a layer of each network, but a model given by import path has no default: name {which}")
-    try: student = make_student(m, s, dims)
-    except ConfigError as err: raise ConfigError(f"{e}: {err}") from None
-    _, s_hidden = _probe(student, sl if m.needs_hidden else None, dims, 'student')
-    if not m.needs_teacher: return Shapes(s_hidden)
-    _, t_hidden = _probe(t_model, tl if m.needs_hidden else None, dims, 'teacher')
-    if m.needs_hidden:
-        try: m.make_objective(s.methods[m.name], Shapes(s_hidden, t_hidden)).check_hidden(s_hidden, t_hidden)
-        except ValueError as err: raise ConfigError(f"{e}: {err}") from None
-    return Shapes(s_hidden, t_hidden)
-
 def check_request(experiments:list[str], s:Settings, teacher=None,
                   dims:dict|None=None, # the images' `num_classes`, `in_channels`, `image_size` (default: CIFAR-10's)
                   refused:dict|None=None, # where to leave out (and explain) the methods that do not fit, instead of raising
@@ -106,44 +51,16 @@ def check_request(experiments:list[str], s:Settings, teacher=None,
     if not probe: return {}
     dims = dims or CIFAR10_DIMS
     t_model = teacher if isinstance(teacher, nn.Module) else make_teacher(s, dims)
-    if TEACHER in experiments or needs: _probe(t_model, None, dims, 'teacher')
+    if TEACHER in experiments or needs: probe_layers(t_model, None, dims, 'teacher')
     shapes = {}
     for m in students:
-        try: shapes[m.experiment] = _fit(m, s, t_model, dims, run_layers(s))
+        try: shapes[m.experiment] = method_shapes(m, s, t_model, dims, run_layers(s))
         except ConfigError as err:
             if refused is None: raise
             refused[m.experiment] = str(err)
     return shapes
 
 # %% ../nbs/06d_run.ipynb #0aff5f43
-def load_teacher(path, s:Settings, dims:dict|None=None) -> nn.Module:
-    "A trained teacher (`s.teacher_model` for images of `dims`) from a state-dict file (read without executing pickled code)."
-    path, fix = Path(path), "give the teacher.pt that kd_run wrote, or add 'teacher' to the experiments to train one"
-    if path.is_dir(): raise ConfigError(f"{path} is a folder, not a teacher file; {fix}")
-    if not path.is_file(): raise ConfigError(f"no teacher checkpoint at {path}; {fix}")
-    try:
-        with warnings.catch_warnings(): warnings.simplefilter('ignore'); sd = load_safely(path)
-    except Exception as e:
-        raise ConfigError(f"{path} cannot be read as PyTorch weights ({type(e).__name__}; pickled objects are never "
-                          f"loaded); {fix}") from None
-    if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']
-    model = make_teacher(s, dims); own = model.state_dict(); name = s.teacher_model
-    if not isinstance(sd, dict) or set(sd) != set(own) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ConfigError(f"{path} does not hold the weights of a {name}; {fix}, or name its model with --teacher-model")
-    if bad := [k for k in own if sd[k].shape != own[k].shape]:
-        raise ConfigError(f"{path} holds a network of another shape than {name} for these images ({bad[0]} is "
-                          f"{tuple(sd[bad[0]].shape)}, not {tuple(own[bad[0]].shape)}); give the teacher trained on this data "
-                          "with this model (--teacher-model), or train one (add 'teacher' to the experiments)")
-    model.load_state_dict(sd)
-    return model
-
-def _read_old(out) -> RunRecord|None:
-    "The record of an earlier run in `out` (None when there is none)."
-    p = Path(out)/'results.json'
-    if not p.exists(): return None
-    try: return read_record(p)
-    except RecordError as e: raise ConfigError(f"{e}; move it away to start afresh, or choose another --out") from None
-
 def check_device(device):
     "Raise `ConfigError` unless `device` is a CPU or an available CUDA GPU."
     try: d = torch.device(device)
@@ -183,81 +100,6 @@ def _peak_rss_mb() -> float:
     except ImportError: return 0.
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
-
-# %% ../nbs/06d_run.ipynb #2cb066be
-LOCK = 'kd_run.lock'  # in the output folder while a run owns it
-
-def _alive(pid:int) -> bool:
-    "Whether process `pid` runs on this machine."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True  # it runs, as another user
-    except (OverflowError, ValueError, OSError): return False
-    return True
-
-def lock_owner(path) -> dict|None:
-    "The `{'pid', 'host'}` in the lock file at `path`, or `None` if there is none or it says nothing readable."
-    try: d = json.loads(Path(path).read_text())
-    except (OSError, ValueError): return None
-    ok = isinstance(d, dict) and isinstance(d.get('pid'), int) and isinstance(d.get('host'), str)
-    return {'pid': d['pid'], 'host': d['host']} if ok else None
-
-def _take(path, out, me, log):
-    "Create the lock file `path` for `me`, taking over a dead process's; `ConfigError` if another process holds it."
-    for _ in range(10):
-        try: fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            for _ in range(20):  # a lock file just created is written at once: give its writer a moment
-                if (owner := lock_owner(path)) is not None or not path.exists(): break
-                time.sleep(0.05)
-            if owner is None and path.exists():
-                raise ConfigError(f"{out} holds a lock file that names no process ({path}); if no kd_run uses the folder, remove it")
-            if owner is None: continue  # removed meanwhile: try again
-            if owner['host'] != me['host']:
-                raise ConfigError(f"{out} is in use by process {owner['pid']} on {owner['host']} (lock file {path}); wait for that run "
-                                  "to end, or remove the lock file if it is gone")
-            if _alive(owner['pid']):
-                raise ConfigError(f"{out} is in use by another run, process {owner['pid']} (lock file {path}); wait for it to end "
-                                  "or choose another --out")
-            log(f"taking over {path}: the run that held it (process {owner['pid']}) is no longer running")
-            path.unlink(missing_ok=True); continue
-        with os.fdopen(fd, 'w') as f: json.dump(me, f); f.flush(); os.fsync(f.fileno())
-        return
-    raise ConfigError(f"could not take {path}: other runs keep taking it; start one run at a time on {out}")
-
-@contextmanager
-def folder_lock(out, # the run's output folder, made if missing
-                log=print):
-    "Own the folder `out` while the block runs: a lock file with this process's id, removed at the end however the block ends."
-    out, me = Path(out), {'pid': os.getpid(), 'host': socket.gethostname()}
-    made = [p for p in (out, *out.parents) if not p.exists()]  # folders this makes, deepest first
-    path, taken = out/LOCK, False
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        _take(path, out, me, log); taken = True
-        pause_point('locked')  # where tests hold a run that owns its folder (nothing unless they ask)
-        yield path
-    finally:
-        if taken and lock_owner(path) == me: path.unlink(missing_ok=True)
-        for p in made:  # a refused or stopped run that wrote nothing leaves no empty folder behind
-            try: p.rmdir()
-            except OSError: break
-
-def _outputs(out:Path, names, seeds) -> list[Path]:
-    "The files a run of the experiments `names` with `seeds` writes in `out`."
-    return [out/'results.json', *([out/'teacher.pt'] if TEACHER in names else []),
-            *(out/'checkpoints'/f'{n}_seed{sd}.pt' for n in names for sd in (seeds[:1] if n == TEACHER else seeds))]
-
-def check_out(out, names, seeds, resume:bool=False):
-    "Raise `ConfigError` unless a run of `names` with `seeds` can write its files in the folder `out`."
-    out = Path(out)
-    if problem := unwritable(out): raise ConfigError(f"cannot write the results: {problem}; choose another --out")
-    if (out/'checkpoints').exists() and not (out/'checkpoints').is_dir():
-        raise ConfigError(f"{out/'checkpoints'} is a file where kd_run keeps its checkpoints folder; move it away or choose another --out")
-    if folder := next((p for p in _outputs(out, names, seeds) if p.is_dir()), None):
-        raise ConfigError(f"{folder} is a folder where kd_run writes a file; move it away or choose another --out")
-    if (out/'results.json').exists() and not resume:
-        raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose another --out")
 
 # %% ../nbs/06d_run.ipynb #42c3ccb8
 def run_experiments(data:Cifar10, # the data to train and test on
@@ -310,27 +152,9 @@ def dataset_info(data:Cifar10) -> dict:
     return {'image_size': list(data.size), 'channels': data.channels, 'num_classes': data.num_classes, 'classes': list(data.classes),
             'mean': list(mean), 'std': list(std), 'normalization': data.norm, 'resized_to': data.image_size}
 
-def record_dims(rec:RunRecord) -> dict:
-    "The `dims` a recorded run's networks were built for (CIFAR-10's for files written before runs recorded them)."
-    d = rec.dataset
-    if not d: return CIFAR10_DIMS
-    return {'num_classes': d['num_classes'], 'in_channels': d['channels'], 'image_size': tuple(d['image_size'])}
-
-def with_recorded_norm(data:Cifar10, rec:RunRecord) -> Cifar10:
-    "`data` normalised as the run `rec` was (the tutorial's values for files written before runs recorded theirs)."
-    d = rec.dataset
-    if not d: return data.with_norm('imagenet') if data.channels == 3 else data.with_norm('auto')
-    return replace(data, mean=tuple(d['mean']), std=tuple(d['std']), norm=d.get('normalization', ''))
-
-def models_info(s:Settings, dims:dict) -> dict:
-    "What `results.json` records of the networks: each one's model, compared layer and trainable parameters."
-    (tl, sl), ce = run_layers(s), get_method('ce')
-    return {'teacher': {'model': s.teacher_model, 'layer': tl, 'parameters': count_parameters(make_teacher(s, dims))},
-            'student': {'model': s.student_model, 'layer': sl, 'parameters': count_parameters(make_student(ce, s, dims))}}
-
 def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused) -> RunRecord:
     "`run_experiments` once everything is checked (and the folder `out` is this run's)."
-    old = _read_old(out) if out and resume else None
+    old = read_old(out) if out and resume else None
     if old: _check_same_run(old, out, names, seeds)
     given = fingerprint(teacher.state_dict()) if teacher is not None and TEACHER not in names else None
     inputs = {'settings': settings_dict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),

@@ -12,7 +12,8 @@ __all__ = ['mean_ci', 'as_record', 'students', 'label', 'seed_statistics']
 import math
 import numpy as np
 from scipy.stats import t as student_t
-from .methods.base import BASELINE, ConfigError, get_method
+from .params import ConfigError
+from .methods.base import BASELINE, get_method
 from .record import RunRecord, TEACHER, experiment_order, record_from_dict
 
 # %% ../nbs/10_results.ipynb #73610cf2

@@ -12,10 +12,12 @@ import matplotlib.pyplot as plt
 from dataclasses import fields
 from .cli import OneLineParser, add_field_options, dashes
 from .data import DataError, load_cifar10
-from .methods.base import BASELINE, ConfigError, get_method
+from .params import ConfigError
+from .methods.base import BASELINE, get_method
 from .config import Settings
 from .record import RecordError, read_record
-from .run import run_experiments, load_teacher
+from .run import run_experiments
+from .networks import load_teacher
 from .training import TrainingError
 from .leaderboard import paired_gain, verdict
 from .store import write_json

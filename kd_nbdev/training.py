@@ -15,37 +15,11 @@ from .models import forward_with_features, autocast, resolve_precision, default_
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
 from .teachers import LiveTeacher
-from .distributed import current, shard_batches, global_mean, wrap, evaluate_sharded, rng_states
+from .evaluation import evaluate, evaluate_sharded
+from .distributed import current, shard_batches, global_mean, wrap, rng_states
 
 # %% auto #0
-__all__ = ['predict', 'evaluate', 'TrainingError', 'fit']
-
-# %% ../nbs/02_training.ipynb #70368abf
-@torch.no_grad()
-def predict(model:nn.Module, # any classifier of the images
-            x:torch.Tensor, # uint8 images `(N,C,H,W)`, as `ImageData` holds them
-            bs:int=500, # images per forward pass
-            precision:str='fp32', # 'fp32', 'bf16' or 'auto'
-            device=None, # where to run; the model's device when None
-            channels_last:bool=False, # NHWC memory layout, as the model was trained with
-            mean=CIFAR10_MEAN, std=CIFAR10_STD # the normalisation the model was trained with (`ImageData.stats()`)
-           ) -> torch.Tensor: # the predicted class of each image, on the CPU
-    "The class `model` predicts for each image of `x`."
-    device = device or next(model.parameters()).device
-    model.eval()
-    preds = []
-    for xb, _, _ in batches(x, torch.zeros(len(x), dtype=torch.long), bs, device=device, mean=mean, std=std):
-        if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(precision, device): preds.append(model(xb).argmax(1).cpu())
-    return torch.cat(preds)
-
-def evaluate(model:nn.Module, # any classifier of the images
-             data:Cifar10, # its test images are used
-             **kwargs # passed on to `predict` (`bs`, `precision`, `device`, `channels_last`)
-            ) -> float: # accuracy in percent
-    "Test accuracy of `model` on `data`, in percent."
-    mean, std = data.stats()
-    return 100 * (predict(model, data.x_test, mean=mean, std=std, **kwargs) == data.y_test).float().mean().item()
+__all__ = ['TrainingError', 'fit']
 
 # %% ../nbs/02_training.ipynb #12afa4fc
 class TrainingError(RuntimeError):

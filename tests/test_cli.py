@@ -17,7 +17,7 @@ from kd_nbdev import store
 from kd_nbdev.data import SAMPLE_PATH
 from kd_nbdev.experiments import kd_run as kd_run_here
 from kd_nbdev.models import DeepNN
-from kd_nbdev.run import LOCK
+from kd_nbdev.rundir import LOCK
 
 _script = shutil.which('kd_run', path=str(Path(sys.executable).parent)) or shutil.which('kd_run')
 KD_RUN = [_script] if _script else [sys.executable, '-c', 'from kd_nbdev.experiments import main; main()']

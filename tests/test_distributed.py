@@ -7,7 +7,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 from kd_nbdev import store
-from kd_nbdev.run import LOCK
+from kd_nbdev.rundir import LOCK
 from test_cli import KD_RUN, ENV, results, history
 
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '--no-python', *KD_RUN]

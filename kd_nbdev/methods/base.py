@@ -10,10 +10,10 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 import torch.nn.functional as F
+from ..params import ConfigError, param, positive, weight, positive_whole, fraction, one_of, check_fields
 
 # %% auto #0
-__all__ = ['BASELINE', 'Outputs', 'Batch', 'Objective', 'CrossEntropy', 'ConfigError', 'positive', 'weight', 'positive_whole',
-           'fraction', 'one_of', 'param', 'check_fields', 'check_config', 'Shapes', 'match_maps', 'map_adapter',
+__all__ = ['BASELINE', 'Outputs', 'Batch', 'Objective', 'CrossEntropy', 'check_config', 'Shapes', 'match_maps', 'map_adapter',
            'pooled_build', 'Method', 'register', 'methods', 'get_method', 'NoParams', 'configs', 'set_param',
            'describe']
 
@@ -80,48 +80,7 @@ class CrossEntropy(Objective):
     def __init__(self): super().__init__(ce=1.0)
     def terms(self, student, batch, teacher=None): return {'ce': F.cross_entropy(student.logits, batch.labels)}
 
-# %% ../../nbs/01b_method.ipynb #c0eaaaf4
-class ConfigError(ValueError):
-    "Settings or a request that cannot be run."
-
-def _is_number(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-def positive(v):
-    "Check: a finite number above 0."
-    return None if _is_number(v) and v > 0 else 'must be a positive number'
-
-def weight(v):
-    "Check: a loss weight, a finite number of 0 or more."
-    return None if _is_number(v) and v >= 0 else 'must not be negative (a finite number of 0 or more)'
-
-def positive_whole(v):
-    "Check: a whole number above 0 that fits in 64 bits (PyTorch and numpy take no more)."
-    return None if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 else 'must be a positive number, a whole one below 2**63'
-
-def fraction(v):
-    "Check: a number in [0, 1)."
-    return None if _is_number(v) and 0 <= v < 1 else 'must be in [0, 1)'
-
-def one_of(*choices):
-    "Check: one of `choices`."
-    def check(v): return None if v in choices else f"must be one of {', '.join(map(repr, choices))}"
-    return check
-
-def param(default, help:str, # one line: what the parameter does
-          check:Callable|None=None, # returns what is wrong with a value, or `None`
-          option:str|None=None): # the parameter's own `kd_run` option, for the tutorial's methods
-    "A method's hyperparameter: a dataclass field with its default, help, check and command-line option."
-    return field(default=default, metadata={'help': help, 'check': check, 'option': option})
-
 # %% ../../nbs/01b_method.ipynb #b9d27ffc
-def check_fields(config, prefix:str=''):
-    "Raise `ConfigError` naming `prefix + field` if a value of the dataclass `config` fails its field's check."
-    for f in fields(config):
-        v = getattr(config, f.name)
-        if v is None: continue  # an optional setting left out
-        if (check := f.metadata.get('check')) and (problem := check(v)):
-            raise ConfigError(f"{prefix}{f.name}={v} is refused: {f.name} {problem}")
-
 def check_config(method, # the `Method` (defined below), for messages
                  config): # an instance of the method's configuration dataclass
     "Raise `ConfigError` naming `name.parameter` if a value of `config` fails its check, or if its weights are all zero."
