@@ -7,17 +7,18 @@ from __future__ import annotations
 import json, os, platform, shlex, shutil, statistics, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
-from fastcore.script import call_parse
-from .cli import dashed_cli
+from dataclasses import dataclass
+from .commands import Command, Failed
+from .params import param, positive, positive_whole
 from .rundir import unwritable
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
 import importlib.util
 
 # %% auto #0
-__all__ = ['PHASES', 'CE', 'DISTILLATION', 'main', 'BenchError', 'RunFailed', 'parse_reference', 'read_ours', 'reference_command',
-           'ours_command', 'bench_env', 'run_order', 'ratio', 'compare_phases', 'distillation_vs_ce', 'extrapolate',
-           'extrapolation', 'summarize_bench', 'markdown_report', 'find_reference', 'check_data', 'default_threads',
-           'bench', 'kd_bench']
+__all__ = ['PHASES', 'CE', 'DISTILLATION', 'kd_bench', 'main', 'BenchError', 'RunFailed', 'parse_reference', 'read_ours',
+           'reference_command', 'ours_command', 'bench_env', 'run_order', 'ratio', 'compare_phases',
+           'distillation_vs_ce', 'extrapolate', 'extrapolation', 'summarize_bench', 'markdown_report', 'find_reference',
+           'check_data', 'default_threads', 'bench', 'BenchOptions', 'bench_and_report']
 
 # %% ../nbs/09_benchmark.ipynb #281ba57c
 # The tutorial's procedure has exactly five phases: its teacher and its four students, named as kd_run names them
@@ -291,36 +292,40 @@ def bench(reference, # path of the tutorial's procedure (relative: looked up fro
         'python': platform.python_version(), **{k: str(v) for k, v in given.items()}}
 
 # %% ../nbs/09_benchmark.ipynb #7b57cc6e
-@call_parse
-def kd_bench(data:str=None, # CIFAR-10 .npz file (default: $KD_NBDEV_DATA)
-             reference:str=None, # a script of the tutorial's procedure (default: the shipped kd_nbdev/reference.py); relative paths are looked up from the current folder upwards
-             epochs:int=10, # epochs of every phase, both sides (the full run's 10 by default)
-             train_size:int=10_000, # the first N training images, both sides
-             rounds:int=2, # runs of each side, alternating (reference, ours, ours, reference, ...)
-             threads:int=None, # OMP/MKL threads of both sides (default: PyTorch's default here)
-             out:str='results/benchmark.json', # where to write the comparison as JSON
-             interval:float=0.2, # seconds between memory samples of each process tree
-             full_epochs:int=10, # epochs of the extrapolated full run
-             full_train_size:int=50_000, # training images of the extrapolated full run
-             eval_every:int=None): # kd_run's --eval-every on our side (default: --epochs, one test pass per phase like the reference; 1: kd_run's default, per-epoch curves)
-    "Time the tutorial's procedure and kd_run's fast path on the same data, alternately, and compare them."
+@dataclass
+class BenchOptions:
+    "What `kd_bench` is asked: the data and the reference, the work of each phase, how often, where to write."
+    data: str = param(None, 'CIFAR-10 .npz file (default: $KD_NBDEV_DATA)')
+    reference: str = param(None, 'a script of the tutorial\'s procedure (default: the shipped kd_nbdev/reference.py); relative paths are looked up from the current folder upwards')
+    epochs: int = param(10, "epochs of every phase, both sides (the full run's 10 by default)", positive_whole)
+    train_size: int = param(10_000, 'the first N training images, both sides', positive_whole)
+    rounds: int = param(2, 'runs of each side, alternating (reference, ours, ours, reference, ...)', positive_whole)
+    threads: int = param(None, "OMP/MKL threads of both sides (default: PyTorch's default here)", positive_whole)
+    out: str = param('results/benchmark.json', 'where to write the comparison as JSON')
+    interval: float = param(0.2, 'seconds between memory samples of each process tree', positive)
+    full_epochs: int = param(10, 'epochs of the extrapolated full run', positive_whole)
+    full_train_size: int = param(50_000, 'training images of the extrapolated full run', positive_whole)
+    eval_every: int = param(None, "kd_run's --eval-every on our side (default: --epochs, one test pass per phase like the reference; 1: kd_run's default, per-epoch curves)", positive_whole)
+
+def bench_and_report(o:BenchOptions) -> dict:
+    "Run the benchmark `o` asks for, write it as JSON and print it as Markdown."
+    # the command as kd_bench has always recorded it: every option given a value, the data as the user named it
     command = ' '.join(['kd_bench', *(f"--{k} {shlex.quote(str(v))}" for k, v in
-                        (('data', data or os.environ.get('KD_NBDEV_DATA')), ('reference', reference), ('epochs', epochs),
-                         ('train_size', train_size), ('rounds', rounds), ('threads', threads), ('eval_every', eval_every),
-                         ('out', out)) if v is not None)])
+                        (('data', o.data or os.environ.get('KD_NBDEV_DATA')), ('reference', o.reference), ('epochs', o.epochs),
+                         ('train_size', o.train_size), ('rounds', o.rounds), ('threads', o.threads), ('eval_every', o.eval_every),
+                         ('out', o.out)) if v is not None)])
     log = lambda m: print(m, file=sys.stderr, flush=True)
-    try:
-        if problem := unwritable(out, folder=False): raise BenchError(f"cannot write the comparison: {problem}; choose another --out")
-        b = bench(reference, data, epochs, train_size, rounds, threads, interval, full_epochs, full_train_size, log, eval_every)
-    except BenchError as e:
-        print(f"kd_bench: error: {e}", file=sys.stderr); sys.exit(1 if isinstance(e, RunFailed) else 2)
-    b = {'command': command, **b}
-    try: Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(b, indent=1))
+    if problem := unwritable(o.out, folder=False): raise BenchError(f"cannot write the comparison: {problem}; choose another --out")
+    b = {'command': command, **bench(o.reference, o.data, o.epochs, o.train_size, o.rounds, o.threads, o.interval,
+                                      o.full_epochs, o.full_train_size, log, o.eval_every)}
+    try: Path(o.out).parent.mkdir(parents=True, exist_ok=True); Path(o.out).write_text(json.dumps(b, indent=1))
     except OSError as e:  # checked before the work, but a disk can fill meanwhile: the comparison goes to stdout instead
         print(json.dumps(b, indent=1))
-        print(f"kd_bench: error: cannot write {out} ({e.strerror or e}); the comparison is printed as JSON above", file=sys.stderr); sys.exit(1)
+        raise Failed(f"cannot write {o.out} ({e.strerror or e}); the comparison is printed as JSON above") from None
     print(markdown_report(b))
-    print(f"\nWritten: {out}")
+    print(f"\nWritten: {o.out}")
     return b
 
-main = dashed_cli(kd_bench)  # the installed `kd_bench` also takes --dashed-options
+kd_bench = Command('kd_bench', bench_and_report, BenchOptions, refuses=(BenchError,), fails=(RunFailed,),
+                   description="Time the tutorial's procedure and kd_run's fast path on the same data, alternately, and compare them.")
+main = kd_bench.main

@@ -4,16 +4,17 @@
 
 # %% ../nbs/14_deployment.ipynb #add6e31a
 from __future__ import annotations
-import os, platform, shlex, sys, time
+import os, platform, sys, time
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from torch.utils.flop_counter import FlopCounterMode
-from .cli import OneLineParser, dashes
-from .data import DataError, load_cifar10
-from .record import RecordError, TEACHER
-from .params import ConfigError
+from .commands import Command
+from .data import load_cifar10
+from .record import TEACHER
+from .params import ConfigError, param, positive_whole
 from .methods.base import BASELINE, get_method
 from .models import count_parameters
 from .export import (Exported, ExportError, export_classifier, load_trained, need_onnx, quantize_int8,
@@ -21,8 +22,8 @@ from .export import (Exported, ExportError, export_classifier, load_trained, nee
 from .store import write_json
 
 # %% auto #0
-__all__ = ['count_flops', 'time_calls', 'runtimes', 'measure_speed', 'deployment', 'deployment_markdown', 'plot_deployment',
-           'kd_deploy', 'main']
+__all__ = ['kd_deploy', 'main', 'count_flops', 'time_calls', 'runtimes', 'measure_speed', 'deployment', 'deployment_markdown',
+           'plot_deployment', 'DeployOptions', 'deploy_and_measure']
 
 # %% ../nbs/14_deployment.ipynb #e485e897
 def count_flops(model:nn.Module, image_shape=(32, 32, 3)) -> int:
@@ -150,43 +151,39 @@ def plot_deployment(d:dict):
     return fig
 
 # %% ../nbs/14_deployment.ipynb #3318c260
-def kd_deploy(argv:list[str]|None=None) -> dict|None:
-    "The `kd_deploy` command."
-    argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
-    p = OneLineParser('kd_deploy', description="Export the networks of a kd_run folder to ONNX (and one to int8), then measure their size, FLOPs, accuracy, latency and throughput.")
-    p.add_argument('--run', required=True, help='the kd_run output folder')
-    p.add_argument('--models', default=None, help="comma-separated: 'teacher' and experiments of the run (default: the teacher, the CE student and the KD student)")
-    p.add_argument('--int8', default=None, help='the experiment also measured as int8 (default: the last of --models)')
-    p.add_argument('--seed', type=int, default=None, help="which seed's networks (default: the run's first)")
-    p.add_argument('--teacher', default=None, help="the teacher's weights, where the run was given them (default: RUN/teacher.pt)")
-    p.add_argument('--data', default=None, help="the run's data (default: the file or folder the run read)")
-    p.add_argument('--threads', type=int, default=1, help='CPU threads of PyTorch and of onnxruntime (default: 1)')
-    p.add_argument('--rounds', type=int, default=5, help='rounds of timing, every network in turn (default: 5)')
-    p.add_argument('--calls', type=int, default=50, help='timed batch-1 calls per network and round (default: 50)')
-    p.add_argument('--out', default=None, help='folder for the exported files (default: RUN/export)')
-    p.add_argument('--report', default='results', help='folder for deployment.json and deployment.png (default: results)')
-    a = p.parse_args(dashes(argv))
-    try:
-        models = [m.strip() for m in a.models.split(',') if m.strip()] if a.models else [TEACHER, BASELINE.experiment, get_method('kd').experiment]
-        if not models: raise ConfigError("--models names no network")
-        for k in ('threads', 'rounds', 'calls'):
-            if getattr(a, k) <= 0: raise ConfigError(f"--{k} must be a positive number, not {getattr(a, k)}")
-        need_onnx()
-        int8 = a.int8 or models[-1]
-        if int8 == 'teacher' or int8 not in models: raise ConfigError(f"--int8 {int8!r} must be a student among --models")
-        first = load_trained(a.run, models[0], a.seed, a.teacher)  # reads results.json: a bad run folder stops here
-        for m in models[1:]: load_trained(a.run, m, a.seed, a.teacher)
-        data = load_cifar10(a.data or first.data_path, download=False, image_size=first.resized_to)
-        report = Path(a.report); report.mkdir(parents=True, exist_ok=True)
-    except (ConfigError, DataError, RecordError, OSError) as e:
-        print(f"kd_deploy: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(2)
-    try: d = deployment(a.run, data, models, int8, a.seed, a.teacher, a.out, a.threads, a.rounds, a.calls)
-    except ExportError as e:
-        print(f"kd_deploy: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(1)
-    d['command'] = 'kd_deploy ' + shlex.join(argv)
+@dataclass
+class DeployOptions:
+    "What `kd_deploy` is asked."
+    run: str = param(None, 'the kd_run output folder')
+    models: str = param(None, "comma-separated: 'teacher' and experiments of the run (default: the teacher, the CE student and the KD student)")
+    int8: str = param(None, 'the experiment also measured as int8 (default: the last of --models)')
+    seed: int = param(None, "which seed's networks (default: the run's first)")
+    teacher: str = param(None, "the teacher's weights, where the run was given them (default: RUN/teacher.pt)")
+    data: str = param(None, "the run's data (default: the file or folder the run read)")
+    threads: int = param(1, 'CPU threads of PyTorch and of onnxruntime', positive_whole)
+    rounds: int = param(5, 'rounds of timing, every network in turn', positive_whole)
+    calls: int = param(50, 'timed batch-1 calls per network and round', positive_whole)
+    out: str = param(None, 'folder for the exported files (default: RUN/export)')
+    report: str = param('results', 'folder for deployment.json and deployment.png')
+
+def deploy_and_measure(o:DeployOptions, command:str='') -> dict:
+    "Check the run's networks and data, then export, measure, write and print the deployment table."
+    models = [m.strip() for m in o.models.split(',') if m.strip()] if o.models else [TEACHER, BASELINE.experiment, get_method('kd').experiment]
+    if not models: raise ConfigError("--models names no network")
+    need_onnx()
+    int8 = o.int8 or models[-1]
+    if int8 == 'teacher' or int8 not in models: raise ConfigError(f"--int8 {int8!r} must be a student among --models")
+    first = load_trained(o.run, models[0], o.seed, o.teacher)  # reads results.json: a bad run folder stops here
+    for m in models[1:]: load_trained(o.run, m, o.seed, o.teacher)
+    data = load_cifar10(o.data or first.data_path, download=False, image_size=first.resized_to)
+    report = Path(o.report); report.mkdir(parents=True, exist_ok=True)
+    d = deployment(o.run, data, models, int8, o.seed, o.teacher, o.out, o.threads, o.rounds, o.calls)
+    d['command'] = command
     write_json(d, report/'deployment.json')
     fig = plot_deployment(d); fig.savefig(report/'deployment.png', dpi=120, bbox_inches='tight'); plt.close(fig)
     print(deployment_markdown(d)); print(f"\nWritten: {report/'deployment.json'}, {report/'deployment.png'}")
     return d
 
-def main(): kd_deploy()
+kd_deploy = Command('kd_deploy', deploy_and_measure, DeployOptions, required=('run',), fails=(ExportError,),
+                    description="Export the networks of a kd_run folder to ONNX (and one to int8), then measure their size, FLOPs, accuracy, latency and throughput.")
+main = kd_deploy.main

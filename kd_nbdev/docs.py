@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 from fastcore.docments import docments, MarkdownRenderer
 from fastcore.script import call_parse
-from .cli import dashed_cli
+from .commands import dashed_cli
 
 # %% auto #0
 __all__ = ['main', 'signature_code', 'own_docstring', 'params_table', 'ShowDoc', 'split_directives', 'frontmatter', 'api_label',

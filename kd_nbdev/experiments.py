@@ -4,24 +4,25 @@
 
 # %% ../nbs/07_experiments.ipynb #19e72fce
 from __future__ import annotations
-import shlex, signal, sys, threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, make_dataclass, replace
 from pathlib import Path
+import sys
 import torch
-from .cli import OneLineParser, add_field_options, dashes
-from .data import DataError, load_data
-from .params import ConfigError, param, positive_whole, check_fields
+from .commands import Command
+from .data import load_data
+from .params import ConfigError, param, positive_whole
 from .methods.base import methods, describe
 from .training import TrainingError
-from .config import Settings
-from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize
+from .config import Settings, legacy_options
+from .record import RunRecord, TEACHER, experiment_order, summarize
 from .run import parse_experiments, check_request, check_device, check_seeds, run_experiments
 from .rundir import check_out
 from .distributed import start, stop, speaks
 from .models import default_device
 
 # %% auto #0
-__all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RunOptions', 'kd_run_parser', 'kd_run', 'main', 'comparison_table',
+__all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'SETTINGS_SKIP', 'kd_run', 'main', 'TrainingOptions', 'RunOptions',
+           'method_options', 'training_settings', 'training_data', 'train_and_report', 'comparison_table',
            'reproduction_table']
 
 # %% ../nbs/07_experiments.ipynb #901b2e0f
@@ -32,127 +33,101 @@ TUTORIAL_EXPERIMENTS = tuple(TUTORIAL_REPORTS)  # the tutorial's five experiment
 
 # %% ../nbs/07_experiments.ipynb #92e57e94
 @dataclass
-class RunOptions:
-    "What `kd_run` is asked to do, beyond the training settings."
+class TrainingOptions:
+    "What a training command (kd_run, kd_sweep) is asked beyond the settings: the data, its size, the machine, the methods."
     data: str = param(None, "the images: an .npz file (x_train, y_train, x_test, y_test; any size, RGB or greyscale), a folder of class folders (train/ and test/ or val/), a torchvision CIFAR-10 folder, fashion-mnist (torchvision's download), or the shipped samples 'sample' (CIFAR-10) and 'fashion-sample' (default: CIFAR-10 from $KD_NBDEV_DATA, then ./data, then download)")
     image_size: int = param(None, 'resize every image to this side in pixels when reading it (needed for folders of images of mixed sizes)', positive_whole)
     norm: str = param('auto', "normalisation: auto (the tutorial's ImageNet values for CIFAR-10, the training images' own statistics otherwise), data, imagenet, or MEAN/STD per channel, e.g. 0.286/0.353")
-    experiments: str = param(None, f"comma-separated experiments, or 'all' (default: the tutorial's five: {', '.join(TUTORIAL_EXPERIMENTS)}; --list-methods shows every method)")
-    out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
-    seed: int = param(42, 'seed of the weights and of the data order')
-    seeds: str = param(None, 'several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed')
+    train_size: int = param(None, 'use only the first N training images (default: all 50,000)', positive_whole)
+    test_size: int = param(None, 'use only the first N test images (default: all 10,000)', positive_whole)
     teacher: str = param(None, 'a trained teacher (teacher.pt of an earlier run) for student-only runs')
     faithful: bool = param(False, "the tutorial's procedure: fp32, NCHW, teacher run at every step (slow on a CPU)")
     no_cache: bool = param(False, "run the teacher at every step instead of caching its outputs")
-    train_size: int = param(None, 'use only the first N training images (default: all 50,000)', positive_whole)
-    test_size: int = param(None, 'use only the first N test images (default: all 10,000)', positive_whole)
-    resume: bool = param(False, 'continue the interrupted run in --out')
     device: str = param(None, "'cpu' or 'cuda' (default: cuda when available)")
     threads: int = param(None, "CPU threads of PyTorch (default: its own choice, one per core); fewer when other work shares the cores", positive_whole)
     eval_every: int = param(1, 'test after every N-th epoch and after the last: 1 draws full training curves, 10 tests once as the tutorial does', positive_whole)
     quiet: bool = param(False, 'no progress bars')
+    set: list[str] = param(None, "set one hyperparameter of one method, METHOD.PARAM=VALUE, e.g. --set kd.T=2 (see --list-methods)")
+    list_methods: bool = param(False, 'print every method with its parameters and defaults, and exit')
 
-def kd_run_parser() -> OneLineParser:
-    "`kd_run`'s parser: the settings, the run's options, the tutorial methods' own options, `--set` and `--list-methods`."
-    p = OneLineParser('kd_run', description="Train the tutorial's teacher and students (or any registered method) and print the comparison table.")
-    add_field_options(p, Settings, skip=('methods', 'channels_last', 'teacher_cache'))
-    add_field_options(p, RunOptions)
-    g = p.add_argument_group("methods' hyperparameters")
-    g.add_argument('--set', action='append', default=[], metavar='METHOD.PARAM=VALUE',
-                   help="set one hyperparameter of one method, e.g. --set kd.T=2 (repeatable; see --list-methods)")
-    g.add_argument('--list-methods', action='store_true', help='print every method with its parameters and defaults, and exit')
-    for m in methods():
-        for f in fields(m.config):
-            if option := f.metadata.get('option'):
-                g.add_argument('--' + option.replace('_', '-'), dest=f'option:{option}', default=None, type=type(f.default),
-                               metavar=type(f.default).__name__.upper(), help=f"same as --set {m.name}.{f.name}=VALUE (default: {f.default})")
-    return p
+@dataclass
+class RunOptions(TrainingOptions):
+    "What `kd_run` is asked to do, beyond the training settings."
+    experiments: str = param(None, f"comma-separated experiments, or 'all' (default: the tutorial's five: {', '.join(TUTORIAL_EXPERIMENTS)}; --list-methods shows every method)")
+    out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
+    seed: int = param(42, 'seed of the weights and of the data order')
+    seeds: str = param(None, 'several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed')
+    resume: bool = param(False, 'continue the interrupted run in --out')
+
+def method_options() -> type:
+    "The tutorial methods' own options (`--T`, `--soft-weight`, ...) as a dataclass: each `None` unless given."
+    own = [(o, type(f.default), param(None, f"same as --set {m.name}.{f.name}=VALUE (default: {f.default})"))
+           for m in methods() for f in fields(m.config) if (o := f.metadata.get('option'))]
+    return make_dataclass('MethodOptions', own, namespace={'__doc__': "The tutorial methods' own options"})
+
+SETTINGS_SKIP = ('methods', 'channels_last', 'teacher_cache')  # set by --set, --faithful and --no-cache instead
 
 # %% ../nbs/07_experiments.ipynb #669b664f
-def _one_line(e) -> str: return ' '.join(str(e).split())
+def training_settings(s:Settings, # the settings' own options, as parsed
+                      o:TrainingOptions, m) -> Settings: # `m`: an instance of `method_options()`
+    "The run's checked `Settings`: `s`, then `--faithful` or `--no-cache`, then the methods' own options, then `--set`."
+    if o.faithful: s = Settings.faithful(**{f.name: getattr(s, f.name) for f in fields(s)})
+    elif o.no_cache: s = replace(s, teacher_cache=False)
+    for option, (name, p) in legacy_options().items():
+        if (v := getattr(m, option, None)) is not None: s.set(f'{name}.{p}={v}')
+    return s.set(*(o.set or ())).check()
 
-def _settings(a) -> Settings:
-    "The run's `Settings` from parsed arguments: the settings' own options, then the methods' options, then `--set`."
-    given = {f.name: getattr(a, f.name) for f in fields(Settings) if hasattr(a, f.name)}
-    s = Settings.faithful(**given) if a.faithful else Settings(**given, teacher_cache=not a.no_cache)
-    for m in methods():
-        for f in fields(m.config):
-            if (v := getattr(a, f"option:{f.metadata.get('option')}", None)) is not None: s.set(f'{m.name}.{f.name}={v}')
-    return s.set(*a.set).check()
+def training_data(o:TrainingOptions):
+    "The images `o` names, cut to its sizes and normalised as it says."
+    d = load_data(o.data, image_size=o.image_size)
+    if o.train_size or o.test_size: d = d.subset(o.train_size, o.test_size)
+    return d.with_norm(o.norm)
 
-def _seeds(a) -> list[int]:
-    try: seeds = [int(x) for x in a.seeds.split(',')] if a.seeds else [a.seed]
-    except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {a.seeds!r}") from None
-    return check_seeds(seeds, '--seeds' if a.seeds else '--seed')
+# %% ../nbs/07_experiments.ipynb #378a8a95
+def _seeds(o:RunOptions) -> list[int]:
+    try: seeds = [int(x) for x in o.seeds.split(',')] if o.seeds else [o.seed]
+    except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas (e.g. 42,43,44), not {o.seeds!r}") from None
+    return check_seeds(seeds, '--seeds' if o.seeds else '--seed')
 
-class _Terminated(KeyboardInterrupt):
-    "SIGTERM, raised where Ctrl-C's `KeyboardInterrupt` would be, so that both stop a run the same way."
-
-def _on_sigterm(signum, frame): raise _Terminated()
-
-def _kept(out) -> str:
+def _kept(o:RunOptions, *_) -> str:
     "What a stopped run keeps, in words: never a results file that does not exist."
-    res = Path(out)/'results.json'
+    res = Path(o.out)/'results.json'
     if res.is_file(): return f"finished experiments are kept in {res}"
-    return "no experiment had finished" + (" (the checkpoints of the last epochs are kept)" if (Path(out)/'checkpoints').is_dir() else '')
+    return "no experiment had finished" + (" (the checkpoints of the last epochs are kept)" if (Path(o.out)/'checkpoints').is_dir() else '')
 
-def kd_run(argv:list[str]|None=None) -> RunRecord|None:
-    "Run `kd_run` with the arguments `argv` (default: the command line's); return the run's record."
-    argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
-    a = kd_run_parser().parse_args(dashes(argv))
-    if a.list_methods:
-        print('\n'.join(describe(m) for m in methods())); return None
-    command, out = 'kd_run ' + shlex.join(argv), a.out
-    log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
-    main_thread = threading.current_thread() is threading.main_thread()  # only there can a signal handler be set
-    before = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
-    try:
-        request = a.experiments or TUTORIAL_EXPERIMENTS  # the tutorial stays the default job
-        names = parse_experiments(request)
-        s = _settings(a)
-        seeds = _seeds(a)
-        check_fields(RunOptions(**{f.name: getattr(a, f.name) for f in fields(RunOptions)}))
-        if a.device is not None: check_device(a.device)
-        check_request(names, s, a.teacher, probe=False)  # the networks are probed once the images' size is known
-        check_out(out, names, seeds, a.resume)  # before the data, which may be downloaded, and before any work
-        if a.threads: torch.set_num_threads(a.threads)
-        w = start(a.device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
-        d = load_data(a.data, image_size=a.image_size)
-        if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
-        d = d.with_norm(a.norm)
-        rec = run_experiments(d, request, s, seeds, out, a.teacher, a.resume, a.device, not a.quiet, log, command, a.eval_every)
-    except (ConfigError, DataError, RecordError, ValueError) as e:  # ValueError: e.g. a number option given text
-        if speaks(): print(f"kd_run: error: {_one_line(e)}", file=sys.stderr)  # under torchrun every process met it: one says it
-        sys.exit(2)
-    except TrainingError as e:
-        if speaks(): print(f"kd_run: error: {_one_line(e)} The run stopped; {_kept(out)}.", file=sys.stderr)
-        sys.exit(1)
-    except OSError as e:  # a write that failed once work began: a full disk, a folder removed or made read-only
-        what = f"cannot write {e.filename}: {e.strerror}" if e.filename and e.strerror else _one_line(e)
-        print(f"kd_run: error: {what}. The run stopped; {_kept(out)}; once it can write again, run the same command "
-              "with --resume to finish it.", file=sys.stderr); sys.exit(1)
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through _on_sigterm: what was finished is on disk, whole
-        how = 'terminated (SIGTERM)' if isinstance(e, _Terminated) else 'interrupted'
-        if speaks(): print(f"\nkd_run: {how}; {_kept(out)}. Run the same command with --resume to continue.", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM if isinstance(e, _Terminated) else 130)
-    finally:
-        if main_thread and before is not None: signal.signal(signal.SIGTERM, before)
+def train_and_report(o:RunOptions, s:Settings, m, command:str='') -> RunRecord|None:
+    "Check the request, train its experiments, print the comparison table; return the run's record."
+    if o.list_methods:
+        print('\n'.join(describe(x) for x in methods())); return None
+    log = (lambda msg: None) if o.quiet else (lambda msg: print(msg, file=sys.stderr))
+    request = o.experiments or TUTORIAL_EXPERIMENTS  # the tutorial stays the default job
+    names = parse_experiments(request)
+    s = training_settings(s, o, m)
+    seeds = _seeds(o)
+    if o.device is not None: check_device(o.device)
+    check_request(names, s, o.teacher, probe=False)  # the networks are probed once the images' size is known
+    check_out(o.out, names, seeds, o.resume)  # before the data, which may be downloaded, and before any work
+    if o.threads: torch.set_num_threads(o.threads)
+    w = start(o.device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
+    d = training_data(o)
+    rec = run_experiments(d, request, s, seeds, o.out, o.teacher, o.resume, o.device, not o.quiet, log, command, o.eval_every)
     stop()
     if not w.main: return rec  # process 0 reports for all
     print(comparison_table(rec))
-    if a.quiet:  # said at the start otherwise, before the training
+    if o.quiet:  # said at the start otherwise, before the training
         for why in rec.refused.values(): print(f"left out {why}", file=sys.stderr)
-    teacher_pt = Path(out)/'teacher.pt'  # named only when this run trained (or resumed) the teacher it holds
-    print(f"\nResults: {Path(out)/'results.json'}" + (f"  (teacher weights: {teacher_pt})" if TEACHER in rec.runs and teacher_pt.is_file() else ''))
+    teacher_pt = Path(o.out)/'teacher.pt'  # named only when this run trained (or resumed) the teacher it holds
+    print(f"\nResults: {Path(o.out)/'results.json'}" + (f"  (teacher weights: {teacher_pt})" if TEACHER in rec.runs and teacher_pt.is_file() else ''))
     try:
         from kd_nbdev.results import save_plots  # a later chapter; imported here so kd_run alone needs no matplotlib setup
-        print(f"Plots: {', '.join(str(p) for p in save_plots(rec, out, run=out, data=d))}")
-    except Exception as e: print(f"(no plots: {_one_line(e)})", file=sys.stderr)  # the results are safe whatever happens here
+        print(f"Plots: {', '.join(str(p) for p in save_plots(rec, o.out, run=o.out, data=d))}")
+    except Exception as e: print(f"(no plots: {' '.join(str(e).split())})", file=sys.stderr)  # the results are safe whatever happens here
     return rec
 
-def main():
-    "The installed `kd_run` command."
-    kd_run()  # nothing returned: a console script exits with what its entry point returns
+kd_run = Command('kd_run', train_and_report, RunOptions, Settings, method_options, skip=SETTINGS_SKIP,
+                 description="Train the tutorial's teacher and students (or any registered method) and print the comparison table.",
+                 fails=(TrainingError,), kept=_kept, again='Run the same command with --resume to continue.', speaks=speaks)
+main = kd_run.main  # the installed `kd_run`; `from kd_nbdev.experiments import main; main()` runs it too
 
 # %% ../nbs/07_experiments.ipynb #39e2592c
 def comparison_table(rec:RunRecord) -> str:

@@ -8,15 +8,17 @@ import json, sys
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
-from .cli import OneLineParser, dashes
+from dataclasses import dataclass
+from .commands import Command
+from .params import param
 from .methods.base import BASELINE, get_method
-from .record import RunRecord, RecordError, TEACHER, read_record
+from .record import RunRecord, TEACHER, read_record
 from .stats import as_record, students, label, mean_ci
 from .store import write_json
 
 # %% auto #0
-__all__ = ['paired_gain', 'verdict', 'leaderboard', 'leaderboard_markdown', 'plot_leaderboard', 'write_leaderboard',
-           'kd_leaderboard', 'main']
+__all__ = ['kd_leaderboard', 'main', 'paired_gain', 'verdict', 'leaderboard', 'leaderboard_markdown', 'plot_leaderboard',
+           'write_leaderboard', 'LeaderboardOptions', 'print_leaderboard']
 
 # %% ../nbs/11_leaderboard.ipynb #239af196
 def paired_gain(accs:dict, # seed -> accuracy of the method
@@ -112,16 +114,18 @@ def write_leaderboard(run, out, command:str='') -> dict:
     fig = plot_leaderboard(lb); fig.savefig(out/'leaderboard.png', dpi=120, bbox_inches='tight'); plt.close(fig)
     return lb
 
-def kd_leaderboard(argv:list[str]|None=None):
-    "The `kd_leaderboard` command."
-    p = OneLineParser('kd_leaderboard', description='The leaderboard of a kd_run --seeds run: paired gains with 95% CIs.')
-    p.add_argument('--run', default='runs/leaderboard', help='the --out folder of a kd_run --seeds run (default: runs/leaderboard)')
-    p.add_argument('--out', default='results', help='folder for leaderboard.json and leaderboard.png (default: results)')
-    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
-    a = p.parse_args(dashes(argv))
-    try: lb = write_leaderboard(a.run, a.out, 'kd_leaderboard ' + ' '.join(argv))
-    except (RecordError, OSError, ValueError) as e:
-        print(f"kd_leaderboard: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(2)
-    print(leaderboard_markdown(lb)); print(f"\nWritten: {Path(a.out)/'leaderboard.json'}, {Path(a.out)/'leaderboard.png'}")
+@dataclass
+class LeaderboardOptions:
+    "What `kd_leaderboard` is asked."
+    run: str = param('runs/leaderboard', 'the --out folder of a kd_run --seeds run')
+    out: str = param('results', 'folder for leaderboard.json and leaderboard.png')
 
-def main(): kd_leaderboard()
+def print_leaderboard(o:LeaderboardOptions, command:str='') -> dict:
+    "Write the leaderboard of the run `o` names and print it."
+    lb = write_leaderboard(o.run, o.out, command)
+    print(leaderboard_markdown(lb)); print(f"\nWritten: {Path(o.out)/'leaderboard.json'}, {Path(o.out)/'leaderboard.png'}")
+    return lb
+
+kd_leaderboard = Command('kd_leaderboard', print_leaderboard, LeaderboardOptions,
+                         description='The leaderboard of a kd_run --seeds run: paired gains with 95% CIs.')
+main = kd_leaderboard.main

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json, sys
 from pathlib import Path
 import numpy as np
-from fastcore.script import call_parse
-from .cli import dashed_cli
+from dataclasses import dataclass
+from .commands import Command
+from .params import param, positive_whole
 from .rundir import unwritable
 from .data import Cifar10, DataError, load_cifar10
 from .store import load_safely
@@ -20,8 +21,8 @@ from .stats import as_record, label, seed_statistics, students
 from .plots import save_plots
 
 # %% auto #0
-__all__ = ['main', 'ReportError', 'load_results', 'checkpoint_seed', 'load_models', 'run_test_set', 'report_markdown',
-           'write_report', 'kd_report']
+__all__ = ['kd_report', 'main', 'ReportError', 'load_results', 'checkpoint_seed', 'load_models', 'run_test_set',
+           'report_markdown', 'write_report', 'ReportOptions', 'report_run']
 
 # %% ../nbs/10_results.ipynb #d96bb050
 class ReportError(ValueError):
@@ -123,18 +124,21 @@ def write_report(run, # a kd_run output folder
     return report_markdown(rec)
 
 # %% ../nbs/10_results.ipynb #a60d4590
-@call_parse
-def kd_report(run:str='runs/seeds', # the --out folder of a kd_run (results.json, teacher.pt, checkpoints/)
-              out:str='results', # folder for seeds.json and the PNG plots
-              data:str=None, # CIFAR-10 for the prediction grid (default: the data the run used)
-              seed:int=None, # whose students the prediction grid shows (default: the first seed)
-              n_images:int=12): # test images in the prediction grid
-    "Seed statistics, confidence intervals and plots of a `kd_run --seeds` run; prints a Markdown table."
-    try:
-        if n_images <= 0: raise ReportError(f"n_images must be a positive number, not {n_images}")
-        text = write_report(run, out, data, seed, n_images, log=lambda m: print(f"kd_report: {m}", file=sys.stderr))
-    except (ReportError, DataError) as e:
-        print(f"kd_report: error: {e}", file=sys.stderr); sys.exit(2)
-    print(text)
+@dataclass
+class ReportOptions:
+    "What `kd_report` is asked."
+    run: str = param('runs/seeds', 'the --out folder of a kd_run (results.json, teacher.pt, checkpoints/)')
+    out: str = param('results', 'folder for seeds.json and the PNG plots')
+    data: str = param(None, 'CIFAR-10 for the prediction grid (default: the data the run used)')
+    seed: int = param(None, 'whose students the prediction grid shows (default: the first seed)')
+    n_images: int = param(12, 'test images in the prediction grid', positive_whole)
 
-main = dashed_cli(kd_report)  # the installed `kd_report` also takes --dashed-options
+def report_run(o:ReportOptions) -> str:
+    "Write the report of the run `o` names and print its table."
+    text = write_report(o.run, o.out, o.data, o.seed, o.n_images, log=lambda m: print(f"kd_report: {m}", file=sys.stderr))
+    print(text)
+    return text
+
+kd_report = Command('kd_report', report_run, ReportOptions,
+                    description="Seed statistics, confidence intervals and plots of a `kd_run --seeds` run; prints a Markdown table.")
+main = kd_report.main

@@ -4,27 +4,27 @@
 
 # %% ../nbs/12_sweep.ipynb #1967d6f0
 from __future__ import annotations
-import copy, itertools, shlex, sys
+import copy, itertools, sys
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
-from dataclasses import fields
-from .cli import OneLineParser, add_field_options, dashes
-from .data import DataError, load_cifar10
-from .params import ConfigError
-from .methods.base import BASELINE, get_method
+from .commands import Command
+from .params import ConfigError, param
+from .methods.base import BASELINE, describe, get_method, methods
 from .config import Settings
-from .record import RecordError, read_record
-from .run import run_experiments
+from .record import read_record
+from .run import check_device, check_seeds, run_experiments
 from .networks import load_teacher
 from .training import TrainingError
 from .leaderboard import paired_gain, verdict
+from .experiments import SETTINGS_SKIP, TrainingOptions, method_options, training_data, training_settings
 from .store import write_json
 
 # %% auto #0
-__all__ = ['grid_axes', 'parse_grid', 'cell_name', 'run_sweep', 'sweep_summary', 'sweep_markdown', 'plot_sweep', 'kd_sweep',
-           'main']
+__all__ = ['kd_sweep', 'main', 'grid_axes', 'parse_grid', 'cell_name', 'run_sweep', 'sweep_summary', 'sweep_markdown',
+           'plot_sweep', 'SweepOptions', 'sweep_and_report']
 
 # %% ../nbs/12_sweep.ipynb #ce79fee3
 def grid_axes(grid:list[str]) -> tuple[str, list[dict]]:
@@ -141,51 +141,37 @@ def plot_sweep(sw:dict) -> plt.Figure:
     return fig
 
 # %% ../nbs/12_sweep.ipynb #4c77fd92
-_OWN = ('teacher_model', 'student_model', 'teacher_layer', 'student_layer', 'augment')  # kd_run's options for one's own networks
+@dataclass
+class SweepOptions(TrainingOptions):
+    "What `kd_sweep` is asked beyond the training: the grid, the seeds, where to write."
+    grid: list[str] = param(None, "a swept parameter and its values, METHOD.PARAM=V1,V2,..., one axis of the grid; parameters that move together: METHOD.A/B=a1/b1,a2/b2,...")
+    seeds: str = param('42,43,44', 'comma-separated seeds: the baseline and every cell are trained once per seed')
+    out: str = param('runs/sweep', 'folder of the sweep')
+    report: str = param(None, 'folder for kd_sweep.json and kd_sweep.png (default: --out)')
 
-def kd_sweep(argv:list[str]|None=None) -> dict|None:
-    "The `kd_sweep` command."
-    argv = [str(x) for x in (sys.argv[1:] if argv is None else argv)]
-    p = OneLineParser('kd_sweep', description="Train a method at every cell of a grid of its settings and the CE student, with the same seeds and teacher.")
-    p.add_argument('--grid', action='append', default=[], metavar='METHOD.PARAM=V1,V2,...',
-                   help="a swept parameter and its values, one axis of the grid (repeatable); parameters that move together: METHOD.A/B=a1/b1,a2/b2,...")
-    p.add_argument('--teacher', required=True, help='a trained teacher (the teacher.pt of a kd_run)')
-    p.add_argument('--data', default=None, help="as kd_run's --data")
-    p.add_argument('--seeds', default='42,43,44', help='comma-separated seeds (default: 42,43,44)')
-    p.add_argument('--set', action='append', default=[], metavar='METHOD.PARAM=VALUE', help="settings kept fixed, as kd_run's --set")
-    p.add_argument('--epochs', type=int, default=None); p.add_argument('--train-size', type=int, default=None, dest='train_size')
-    p.add_argument('--test-size', type=int, default=None, dest='test_size'); p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--eval-every', type=int, default=1, dest='eval_every'); p.add_argument('--device', default=None)
-    p.add_argument('--out', default='runs/sweep', help='folder of the sweep (default: runs/sweep)')
-    p.add_argument('--report', default=None, help='folder for kd_sweep.json and kd_sweep.png (default: --out)')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
-    add_field_options(p, Settings, skip=[f.name for f in fields(Settings) if f.name not in _OWN])  # the networks and data, as kd_run takes them
-    p.add_argument('--image-size', type=int, default=None, dest='image_size', help="as kd_run's --image-size")
-    p.add_argument('--norm', default='auto', help="as kd_run's --norm (default: auto)")
-    a = p.parse_args(dashes(argv))
-    log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr))
-    try:
-        try: seeds = [int(s) for s in a.seeds.split(',')]
-        except ValueError: raise ConfigError(f"--seeds takes whole numbers separated by commas, not {a.seeds!r}") from None
-        for k in ('epochs', 'train_size', 'test_size', 'threads', 'eval_every'):
-            if (v := getattr(a, k)) is not None and v <= 0: raise ConfigError(f"{k} must be a positive number, not {v}")
-        if a.threads: torch.set_num_threads(a.threads)
-        s = Settings(**({'epochs': a.epochs} if a.epochs else {}), **{k: getattr(a, k) for k in _OWN}).set(*a.set).check()
-        parse_grid(a.grid)
-        d = load_cifar10(a.data, image_size=a.image_size)
-        if a.train_size or a.test_size: d = d.subset(a.train_size, a.test_size)
-        d = d.with_norm(a.norm)
-        sw = run_sweep(d, a.grid, a.teacher, seeds, a.out, s, a.device, not a.quiet, log, 'kd_sweep ' + shlex.join(argv), a.eval_every)
-    except (ConfigError, DataError, RecordError, ValueError) as e:
-        print(f"kd_sweep: error: {' '.join(str(e).split())}", file=sys.stderr); sys.exit(2)
-    except TrainingError as e:
-        print(f"kd_sweep: error: {' '.join(str(e).split())} Finished cells are kept in {a.out}; run the same command to continue.", file=sys.stderr); sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"\nkd_sweep: interrupted. Finished cells are kept in {a.out}; run the same command to continue.", file=sys.stderr); sys.exit(130)
-    report = Path(a.report or a.out); report.mkdir(parents=True, exist_ok=True)
+def _seeds(o:SweepOptions) -> list[int]:
+    try: return check_seeds([int(s) for s in o.seeds.split(',')], '--seeds')
+    except ValueError as e:
+        if isinstance(e, ConfigError): raise
+        raise ConfigError(f"--seeds takes whole numbers separated by commas, not {o.seeds!r}") from None
+
+def sweep_and_report(o:SweepOptions, s:Settings, m, command:str='') -> dict|None:
+    "Check the sweep, train its cells (or read the finished ones), write and print its summary."
+    if o.list_methods:
+        print('\n'.join(describe(x) for x in methods())); return None
+    log = (lambda msg: None) if o.quiet else (lambda msg: print(msg, file=sys.stderr))
+    seeds, s = _seeds(o), training_settings(s, o, m)
+    parse_grid(o.grid)
+    if o.device is not None: check_device(o.device)
+    if o.threads: torch.set_num_threads(o.threads)
+    sw = run_sweep(training_data(o), o.grid, o.teacher, seeds, o.out, s, o.device, not o.quiet, log, command, o.eval_every)
+    report = Path(o.report or o.out); report.mkdir(parents=True, exist_ok=True)
     write_json(sw, report/'kd_sweep.json')
     fig = plot_sweep(sw); fig.savefig(report/'kd_sweep.png', dpi=120, bbox_inches='tight'); plt.close(fig)
     print(sweep_markdown(sw)); print(f"\nWritten: {report/'kd_sweep.json'}, {report/'kd_sweep.png'}")
     return sw
 
-def main(): kd_sweep()
+kd_sweep = Command('kd_sweep', sweep_and_report, SweepOptions, Settings, method_options, skip=SETTINGS_SKIP, required=('teacher',),
+                   description="Train a method at every cell of a grid of its settings and the CE student, with the same seeds and teacher.",
+                   fails=(TrainingError,), kept=lambda o, *_: f"finished cells are kept in {o.out}", again='Run the same command to continue.')
+main = kd_sweep.main
