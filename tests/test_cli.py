@@ -15,9 +15,11 @@ import pytest
 import torch
 from kd_nbdev import store
 from kd_nbdev.data import SAMPLE_PATH
-from kd_nbdev.experiments import kd_run as kd_run_here
+from kd_nbdev.benchmark import ours_command
+from kd_nbdev.experiments import kd_run as kd_run_here, training_settings
 from kd_nbdev.models import DeepNN
 from kd_nbdev.rundir import LOCK
+from kd_nbdev.sweep import kd_sweep
 
 _script = shutil.which('kd_run', path=str(Path(sys.executable).parent)) or shutil.which('kd_run')
 KD_RUN = [_script] if _script else [sys.executable, '-c', 'from kd_nbdev.experiments import main; main()']
@@ -550,3 +552,49 @@ def test_a_checkpoint_made_with_another_teacher_is_not_used(reference, tmp_path)
     assert kd_run(*kd, '--teacher', other, '--out', fresh, '--quiet').returncode == 0
     assert history(results(out), 'student_kd') == history(results(fresh), 'student_kd')
     assert history(results(out), 'student_kd') != history(ref, 'student_kd')
+
+
+# ## The training commands share their options
+
+def options(parser) -> set:
+    "Every option string a parser takes."
+    return {o for a in parser._actions for o in a.option_strings}
+
+def test_kd_sweep_offers_every_training_option_of_kd_run():
+    "kd_run and kd_sweep take their options from the same dataclasses: what kd_run trains with, kd_sweep can set."
+    not_for_a_sweep = {'--experiments',  # a sweep trains the baseline and its method's cells
+                       '--seed',         # a sweep takes --seeds
+                       '--resume'}       # a sweep always continues where it stopped
+    run, sweep = options(kd_run_here.parser()), options(kd_sweep.parser())
+    assert {'--lr', '--batch-size', '--epochs', '--T', '--set', '--data', '--train-size', '--eval-every'} <= run
+    assert run - not_for_a_sweep <= sweep, sorted(run - not_for_a_sweep - sweep)
+    assert not_for_a_sweep <= run  # each one named here is really one of kd_run's
+
+
+def test_kd_bench_passes_kd_run_only_options_it_has():
+    "The options kd_bench gives its kd_run side are kd_run's."
+    given = {a for a in ours_command('c.npz', 2, 512, 'out', eval_every=2) if a.startswith('--')}
+    assert given and given <= options(kd_run_here.parser()), sorted(given - options(kd_run_here.parser()))
+
+
+def test_kd_sweep_sets_what_kd_run_sets(tmp_path):
+    "--lr, --batch-size, a tutorial method's own option and --set reach the sweep's settings as they reach kd_run's."
+    o, s, m = kd_sweep.parse(['--teacher', 't.pt', '--grid', 'kd.T=1,2', '--lr', '0.01', '--batch-size', '64',
+                              '--soft-weight', '0.25', '--set', 'kd.ce_weight=0.75', '--faithful'])
+    s = training_settings(s, o, m)
+    assert (s.lr, s.batch_size, s.precision, s.teacher_cache) == (0.01, 64, 'fp32', False)
+    assert (s.method('kd').soft_weight, s.method('kd').ce_weight) == (0.25, 0.75)
+
+
+COMMANDS = {'kd_run': 'experiments', 'kd_sweep': 'sweep', 'kd_bench': 'benchmark', 'kd_report': 'results',
+            'kd_leaderboard': 'leaderboard', 'kd_export': 'export', 'kd_predict': 'classify', 'kd_deploy': 'deployment',
+            'kd_docs': 'docs'}
+
+@pytest.mark.parametrize('name', COMMANDS)
+def test_a_bad_option_is_one_line_and_exit_2(name, tmp_path):
+    "Every command refuses an option it does not know (or a missing one it needs) with one line and exit code 2."
+    p = subprocess.run([sys.executable, '-c', f'from kd_nbdev.{COMMANDS[name]} import main; main()', '--no-such-option'],
+                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stdout == '', p.stderr
+    assert one_line(p).startswith(f'{name}: error: ') and f'(see {name} --help)' in p.stderr
+    assert list(tmp_path.iterdir()) == []
