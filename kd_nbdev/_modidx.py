@@ -489,12 +489,14 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                   'kd_nbdev.results.report_markdown': ('results.html#report_markdown', 'kd_nbdev/results.py'),
                                   'kd_nbdev.results.run_test_set': ('results.html#run_test_set', 'kd_nbdev/results.py'),
                                   'kd_nbdev.results.write_report': ('results.html#write_report', 'kd_nbdev/results.py')},
-            'kd_nbdev.run': { 'kd_nbdev.run._check_same_run': ('run.html#_check_same_run', 'kd_nbdev/run.py'),
+            'kd_nbdev.run': { 'kd_nbdev.run.Plan': ('run.html#plan', 'kd_nbdev/run.py'),
+                              'kd_nbdev.run._check_same_run': ('run.html#_check_same_run', 'kd_nbdev/run.py'),
                               'kd_nbdev.run._csv': ('run.html#_csv', 'kd_nbdev/run.py'),
                               'kd_nbdev.run._device_name': ('run.html#_device_name', 'kd_nbdev/run.py'),
                               'kd_nbdev.run._devices': ('run.html#_devices', 'kd_nbdev/run.py'),
                               'kd_nbdev.run._peak_rss_mb': ('run.html#_peak_rss_mb', 'kd_nbdev/run.py'),
                               'kd_nbdev.run._run': ('run.html#_run', 'kd_nbdev/run.py'),
+                              'kd_nbdev.run._teacher_source': ('run.html#_teacher_source', 'kd_nbdev/run.py'),
                               'kd_nbdev.run.check_device': ('run.html#check_device', 'kd_nbdev/run.py'),
                               'kd_nbdev.run.check_request': ('run.html#check_request', 'kd_nbdev/run.py'),
                               'kd_nbdev.run.check_seeds': ('run.html#check_seeds', 'kd_nbdev/run.py'),
@@ -554,4 +556,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                    'kd_nbdev.training._restore': ('training.html#_restore', 'kd_nbdev/training.py'),
                                    'kd_nbdev.training._restore_or_start': ('training.html#_restore_or_start', 'kd_nbdev/training.py'),
                                    'kd_nbdev.training._try_resume': ('training.html#_try_resume', 'kd_nbdev/training.py'),
-                                   'kd_nbdev.training.fit': ('training.html#fit', 'kd_nbdev/training.py')}}}
+                                   'kd_nbdev.training.fit': ('training.html#fit', 'kd_nbdev/training.py'),
+                                   'kd_nbdev.training.training_settings': ('training.html#training_settings', 'kd_nbdev/training.py')}}}
