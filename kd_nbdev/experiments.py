@@ -19,6 +19,7 @@ from .run import parse_experiments, check_request, check_device, check_seeds, ru
 from .rundir import check_out
 from .distributed import start, stop, speaks
 from .models import default_device
+from .plots import save_plots
 
 # %% auto #0
 __all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'SETTINGS_SKIP', 'kd_run', 'main', 'TrainingOptions', 'RunOptions',
@@ -119,7 +120,6 @@ def train_and_report(o:RunOptions, s:Settings, m, command:str='') -> RunRecord|N
     teacher_pt = Path(o.out)/'teacher.pt'  # named only when this run trained (or resumed) the teacher it holds
     print(f"\nResults: {Path(o.out)/'results.json'}" + (f"  (teacher weights: {teacher_pt})" if TEACHER in rec.runs and teacher_pt.is_file() else ''))
     try:
-        from kd_nbdev.results import save_plots  # a later chapter; imported here so kd_run alone needs no matplotlib setup
         print(f"Plots: {', '.join(str(p) for p in save_plots(rec, o.out, run=o.out, data=d))}")
     except Exception as e: print(f"(no plots: {' '.join(str(e).split())})", file=sys.stderr)  # the results are safe whatever happens here
     return rec
