@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, inspect, shlex, signal, sys, threading
 from dataclasses import fields, is_dataclass, MISSING
 from typing import Callable
+from fastcore.basics import patch
 from fastcore.script import anno_parser  # for dashed_cli only
 from .params import check_fields
 
@@ -117,7 +118,8 @@ class Command:
         self()
 
 # %% ../nbs/06a_commands.ipynb #8f413aef
-def _say(self, e:BaseException, code:int, opts:list):
+@patch
+def _say(self:Command, e:BaseException, code:int, opts:list):
     "Write the one line that says how the command ended."
     if not self.speaks(): return
     kept = self.kept(*opts) if self.kept and opts else None
@@ -129,7 +131,8 @@ def _say(self, e:BaseException, code:int, opts:list):
     if code == 1 and after: msg += ('' if msg.endswith(('.', '!', '?')) else '.') + f" The run stopped; {after}"
     print(f"{self.name}: error: {msg}", file=sys.stderr)
 
-def _call(self, argv:list[str]|None=None):
+@patch
+def __call__(self:Command, argv:list[str]|None=None):
     "Run the command on `argv` (default: the command line's arguments); return what its work returns."
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     main_thread = threading.current_thread() is threading.main_thread()
@@ -141,12 +144,10 @@ def _call(self, argv:list[str]|None=None):
         return self.work(*opts, **({'command': shlex.join([self.name, *argv])} if takes else {}))
     except BaseException as e:
         if isinstance(e, SystemExit) or (code := exit_code(e, self.refuses, self.fails)) is None: raise
-        _say(self, e, code, opts)
+        self._say(e, code, opts)
         sys.exit(code)
     finally:
         if before is not None: signal.signal(signal.SIGTERM, before)
-
-Command._say, Command.__call__ = _say, _call
 
 # %% ../nbs/06a_commands.ipynb #b4ff3125
 def dashed_cli(func):
