@@ -195,7 +195,7 @@ def _run(p:Plan) -> RunRecord:
         else:
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
             torch.manual_seed(p.seeds[0]); teacher = make_teacher(s, data.dims)
-            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=replace(s, epochs=s.teacher_epochs or s.epochs))
+            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=s.teacher_settings())
             if out and w.main: save_atomic(teacher.state_dict(), out/'teacher.pt')
     students = [get_method(n) for n in p.names if n != TEACHER]
     teacher_outputs = _teacher_source(p, teacher, students, rec) if teacher is not None and any(m.needs_teacher for m in students) else None
