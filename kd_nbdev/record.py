@@ -8,7 +8,7 @@ import csv, io, json, re
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from .store import write_atomic, write_json
-from .methods.base import methods
+from .methods.registry import methods
 
 # %% auto #0
 __all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'history_rows',
