@@ -57,7 +57,7 @@ class Objective(nn.Module):
                         'ce': getattr(self.config, 'ce_weight', 1.)}  # the label term comes last, as it always did
         if adapter := self.describe_adapter(shapes): self.adapter = adapter
 
-    def terms(self, student:Outputs, batch:Batch, teacher:Outputs|None) -> dict:
+    def terms(self, student:Outputs, batch:Batch, teacher:Outputs|None=None) -> dict:
         "The unweighted terms the method adds to the label term, by name (none: cross-entropy alone)."
         return {}
 
