@@ -4,7 +4,7 @@
 
 # %% ../nbs/06d_run.ipynb #0a68973f
 from __future__ import annotations
-import platform, sys, time
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -19,10 +19,10 @@ from .methods.registry import get_method
 from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
-from .record import RunRecord, TEACHER, experiment_order, write_record
+from .record import RunRecord, TEACHER, experiment_order, write_record, device_name, peak_rss_mb
 from .networks import CIFAR10_DIMS, make_teacher, make_student, run_layers, probe_layers, method_shapes, load_teacher, models_info
 from .rundir import folder_lock, check_out, read_old
-from .distributed import current, start, local_device, gathered_teacher_cache, on_main
+from .distributed import current, start, local_device, gathered_teacher_cache, on_main, devices_of
 
 # %% auto #0
 __all__ = ['parse_experiments', 'check_request', 'check_device', 'check_seeds', 'Plan', 'run_experiments', 'dataset_info']
@@ -82,26 +82,6 @@ def check_seeds(seeds, option:str='seeds') -> list[int]:
     if dups := [x for i, x in enumerate(seeds) if x in seeds[:i]]:
         raise ConfigError(f"{option} gives the seed {dups[0]} twice: each seed is one run of each student, so give each once")
     return seeds
-
-def _device_name(device) -> str:
-    if device.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(device)})"
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), None) \
-          if Path('/proc/cpuinfo').exists() else None
-    return f"cpu ({cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-def _devices(device, world) -> list[str]:
-    "Each process's device, in rank order (every process calls it)."
-    if world.size == 1: return [str(device)]
-    names = [None] * world.size
-    torch.distributed.all_gather_object(names, str(device))
-    return names
-
-def _peak_rss_mb() -> float:
-    "Peak resident memory of this process so far, in MB (0 where the OS does not say)."
-    try: import resource
-    except ImportError: return 0.
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
 
 # %% ../nbs/06d_run.ipynb #42c3ccb8
 @dataclass
@@ -189,15 +169,15 @@ def _run(p:Plan) -> RunRecord:
                           "with, or choose another --out")
     w = current()
     rec = RunRecord(runs=old.runs if old else {}, seeds=p.seeds, data=data.source, data_path=data.path, precision=p.precision,
-                    world_size=w.size, backend=w.backend, devices=_devices(p.device, w),
-                    device=_device_name(p.device), device_type=p.device.type,
+                    world_size=w.size, backend=w.backend, devices=devices_of(p.device, w),
+                    device=device_name(p.device), device_type=p.device.type,
                     threads=torch.get_num_threads() if p.device.type == 'cpu' else None, torch=torch.__version__,
                     command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
                     models=models_info(s, data.dims), refused=p.refused, **inputs)
     t_start = time.perf_counter()
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)
-        rec.peak_rss_mb = max(_peak_rss_mb(), old.peak_rss_mb if old else 0)
+        rec.peak_rss_mb = max(peak_rss_mb(), old.peak_rss_mb if old else 0)
         if out and w.main: out.mkdir(parents=True, exist_ok=True); write_record(rec, out/'results.json')
     def train(name, model, objective, seed, teacher_outputs=None, extra=(), settings=s):
         if (done := rec.runs.get(name, {}).get(str(seed))) is not None: p.log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
@@ -215,7 +195,7 @@ def _run(p:Plan) -> RunRecord:
         else:
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
             torch.manual_seed(p.seeds[0]); teacher = make_teacher(s, data.dims)
-            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=replace(s, epochs=s.teacher_epochs or s.epochs))
+            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=s.teacher_settings())
             if out and w.main: save_atomic(teacher.state_dict(), out/'teacher.pt')
     students = [get_method(n) for n in p.names if n != TEACHER]
     teacher_outputs = _teacher_source(p, teacher, students, rec) if teacher is not None and any(m.needs_teacher for m in students) else None
