@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field, fields, asdict, replace
 from .params import ConfigError, param, positive, positive_whole, fraction, one_of, check_fields
-from .methods.base import check_config, configs, get_method, methods, set_param
+from .methods.registry import check_config, configs, get_method, methods, set_param
 from .models import MODELS, ModelError, check_model_name
 from .recipes import Recipe, RECIPES, recipe, recipe_fields
 

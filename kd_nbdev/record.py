@@ -12,7 +12,7 @@ import numpy as np
 import kd_nbdev
 from . import __version__
 from .store import write_atomic, write_json
-from .methods.base import methods
+from .methods.registry import methods
 
 # %% auto #0
 __all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'history_rows',

@@ -15,7 +15,7 @@ from .data import Cifar10, ImageData, SAMPLES
 from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError
-from .methods.base import get_method
+from .methods.registry import get_method
 from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
