@@ -439,6 +439,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                  'kd_nbdev.record._std': ('record.html#_std', 'kd_nbdev/record.py'),
                                  'kd_nbdev.record._upgrade': ('record.html#_upgrade', 'kd_nbdev/record.py'),
                                  'kd_nbdev.record.code_version': ('record.html#code_version', 'kd_nbdev/record.py'),
+                                 'kd_nbdev.record.constant_lr': ('record.html#constant_lr', 'kd_nbdev/record.py'),
                                  'kd_nbdev.record.device_name': ('record.html#device_name', 'kd_nbdev/record.py'),
                                  'kd_nbdev.record.experiment_order': ('record.html#experiment_order', 'kd_nbdev/record.py'),
                                  'kd_nbdev.record.file_sha256': ('record.html#file_sha256', 'kd_nbdev/record.py'),

@@ -150,7 +150,7 @@ def fit(student:nn.Module, # the model being trained
                 t = teacher(xb, idx)
                 t_out = _model_outputs(t.logits, t.features or {}, objective.teacher_layer)
             with autocast(precision, device): s_logits, s_feats = forward_with_features(model, xb, objective.student_layers)
-            loss, terms = loss_fn(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs), t_out)
+            loss, terms = loss_fn(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs, s.label_smoothing), t_out)
             shown = {'loss': loss, **terms}
             if w.size > 1:  # this process's part weighs its share; every process sees the global batch's losses
                 share = w.share(min(bs, len(data.y_train) - i * bs))
