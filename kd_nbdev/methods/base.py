@@ -46,6 +46,7 @@ class Objective(nn.Module):
     weighted_by = {} # each term the method adds -> the setting that weighs it, e.g. `{'soft': 'soft_weight'}`
     needs_teacher = False # reads the teacher's outputs
     needs_hidden = False # compares a hidden layer of the student with one of the teacher
+    uses_progress = False # reads the epoch or the fraction of training done (a warm-up): a CUDA graph cannot fix it
     student_layer = teacher_layer = 'features' # the layers compared, by module name
     adapter = '' # in words, what adapts the compared layers to each other ('' when nothing)
 
