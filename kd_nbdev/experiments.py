@@ -11,7 +11,7 @@ import torch
 from .commands import Command
 from .data import load_data
 from .params import ConfigError, param, positive_whole
-from .methods.base import methods, describe
+from .methods.registry import methods, describe
 from .training import TrainingError
 from .config import Settings, legacy_options
 from .record import RunRecord, TEACHER, experiment_order, summarize

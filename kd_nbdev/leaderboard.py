@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from dataclasses import dataclass
 from .commands import Command
 from .params import param
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .record import RunRecord, TEACHER, read_record
 from .stats import as_record, students, label, mean_ci
 from .store import write_json

@@ -12,7 +12,7 @@ import torch
 import matplotlib.pyplot as plt
 from .commands import Command
 from .params import ConfigError, param
-from .methods.base import BASELINE, describe, get_method, methods
+from .methods.registry import BASELINE, describe, get_method, methods
 from .config import Settings
 from .record import read_record
 from .run import check_device, check_seeds, run_experiments
