@@ -10,68 +10,15 @@ import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli
 from .rundir import unwritable
-from .data import Cifar10, DataError, load_cifar10
-from .store import load_safely
-from .methods.base import BASELINE, get_method
-from .config import settings_from_dict
-from .record import RunRecord, RecordError, TEACHER, read_record
-from .networks import make_student, make_teacher, record_dims, with_recorded_norm
+from .data import DataError
+from .methods.base import BASELINE
+from .record import TEACHER
 from .stats import as_record, label, seed_statistics, students
-from .plots import save_plots
+from .finished import ReportError, checkpoint_seed, load_models, load_results, run_test_set  # also importable from here
+from .plots import save_plots  # kd_run takes it from here
 
 # %% auto #0
-__all__ = ['main', 'ReportError', 'load_results', 'checkpoint_seed', 'load_models', 'run_test_set', 'report_markdown',
-           'write_report', 'kd_report']
-
-# %% ../nbs/10_results.ipynb #d96bb050
-class ReportError(ValueError):
-    "A run folder that cannot be reported on."
-
-def load_results(run) -> RunRecord:
-    "The record in the `results.json` of the run folder `run`."
-    run = Path(run)
-    if not run.is_dir(): raise ReportError(f"no run folder at {run}; give the --out folder of a kd_run")
-    if not (run/'results.json').is_file(): raise ReportError(f"{run} holds no results.json; is it the --out folder of a kd_run?")
-    try: rec = read_record(run/'results.json')
-    except RecordError as e: raise ReportError(str(e)) from None
-    if not rec.runs: raise ReportError(f"{run/'results.json'} holds no finished run yet")
-    return rec
-
-# %% ../nbs/10_results.ipynb #9f8ea60a
-def _checkpoint(run, name, seed) -> Path: return Path(run)/'checkpoints'/f'{name}_seed{seed}.pt'
-
-def checkpoint_seed(run, seed:int|None=None) -> int|None:
-    "`seed`, or else the first seed of the run in `run` with a student checkpoint."
-    if seed is not None: return int(seed)
-    rec = load_results(run)
-    return next((int(sd) for sd in rec.seeds if any(_checkpoint(run, n, sd).is_file() for n in students(rec))), None)
-
-def load_models(run, # a kd_run output folder
-                seed:int|None=None # whose students to load (default: the first seed with checkpoints)
-               ) -> dict:
-    "The trained teacher and the students of one seed, by experiment name, ready for `predict`."
-    run = Path(run); rec = load_results(run)
-    s, seed = settings_from_dict(rec.settings), checkpoint_seed(run, seed)
-    models = {}
-    if (run/'teacher.pt').is_file():
-        models[TEACHER] = make_teacher(s, record_dims(rec))
-        models[TEACHER].load_state_dict(load_safely(run/'teacher.pt'))
-    for name in students(rec):
-        if seed is None or not _checkpoint(run, name, seed).is_file(): continue
-        models[name] = make_student(get_method(name), s, record_dims(rec))
-        models[name].load_state_dict(load_safely(_checkpoint(run, name, seed))['student'])
-    if not models: raise ReportError(f"{run} holds no teacher.pt and no student checkpoints" + (f" for seed {seed}" if seed is not None else ''))
-    return {n: m.eval() for n, m in models.items()}
-
-# %% ../nbs/10_results.ipynb #abc4b947
-def run_test_set(res, data=None) -> Cifar10:
-    "The data a run was tested on: `data` (a `Cifar10` or a path) if given, else the file the record names, cut to the run's test size."
-    rec = as_record(res)
-    if isinstance(data, Cifar10): return data.subset(None, rec.test_size)
-    src = data or rec.data_path
-    if not src: raise DataError("the run does not record its data; pass the CIFAR-10 it used (--data)")
-    size = (rec.dataset or {}).get('resized_to')
-    return with_recorded_norm(load_cifar10(src, download=False, image_size=size).subset(None, rec.test_size), rec)
+__all__ = ['main', 'report_markdown', 'write_report', 'kd_report']
 
 # %% ../nbs/10_results.ipynb #6f852774
 def _pm(e): return f"{e['mean']:.2f} ± {e['std']:.2f}" if e['std'] is not None else f"{e['mean']:.2f}"
