@@ -46,11 +46,8 @@ def parse_reference(text:str) -> dict:
 # %% ../nbs/09_benchmark.ipynb #33361dd3
 def read_ours(res) -> dict:
     "Seconds, accuracy, test-pass seconds per phase (the cache pass as `teacher_cache`), threads and sizes from a `kd_run` record."
-    if not isinstance(res, dict): res = res.to_dict()  # a RunRecord
-    elif 'schema' not in res:  # written before the typed record
-        from kd_nbdev.record import RecordError, record_from_dict  # imports torch: only here, never for kd_bench's own runs
-        try: res = record_from_dict(res).to_dict()
-        except RecordError as e: raise RunFailed(f"kd_run's results.json: {e}") from None
+    # a RunRecord, or the results.json of kd_bench's own kd_run; an older file: read it with `read_record` first
+    if not isinstance(res, dict): res = res.to_dict()
     missing = [p for p in PHASES if not res.get('runs', {}).get(p)]
     if missing: raise RunFailed(f"kd_run's results.json lacks {', '.join(missing)}")
     first = {p: next(iter(res['runs'][p].values())) for p in PHASES}
