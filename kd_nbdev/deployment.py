@@ -14,7 +14,7 @@ from .cli import OneLineParser, dashes
 from .data import DataError, load_cifar10
 from .record import RecordError, TEACHER
 from .params import ConfigError
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .models import count_parameters
 from .export import (Exported, ExportError, export_classifier, load_trained, need_onnx, quantize_int8,
                              verify_export, accuracy)

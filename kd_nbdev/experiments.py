@@ -11,7 +11,7 @@ import torch
 from .cli import OneLineParser, add_field_options, dashes
 from .data import DataError, load_data
 from .params import ConfigError, param, positive_whole, check_fields
-from .methods.base import methods, describe
+from .methods.registry import methods, describe
 from .training import TrainingError
 from .config import Settings
 from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from .data import Cifar10, DataError, load_cifar10
 from .store import load_safely
-from .methods.base import get_method
+from .methods.registry import get_method
 from .config import settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, read_record
 from .networks import make_student, make_teacher, record_dims, with_recorded_norm

@@ -11,7 +11,7 @@ from fastcore.script import call_parse
 from .cli import dashed_cli
 from .rundir import unwritable
 from .data import DataError
-from .methods.base import BASELINE
+from .methods.registry import BASELINE
 from .record import TEACHER
 from .stats import as_record, label, seed_statistics, students
 from .finished import ReportError, checkpoint_seed, load_models, load_results, run_test_set  # also importable from here

@@ -12,14 +12,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .data import Cifar10, CIFAR10_MEAN, CIFAR10_STD, batches, augment_batch, norm_key
-from .models import forward_with_features, autocast, resolve_precision, default_device
+from .models import resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .params import check_fields
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
 from .config import Settings
-from .teachers import LiveTeacher
+from .recipes import make_optimizer, make_scheduler, recipe_key
+from .teachers import LiveTeacher, TeacherCache
+from .step import TrainStep, EpochSums, GraphStep, graph_problem
 from .evaluation import evaluate, evaluate_sharded
-from .distributed import current, shard_batches, global_mean, wrap, rng_states
+from .distributed import current, shard_batches, wrap, rng_states
 
 # %% auto #0
 __all__ = ['PLAIN', 'TrainingError', 'training_settings', 'fit']
@@ -28,27 +30,29 @@ __all__ = ['PLAIN', 'TrainingError', 'training_settings', 'fit']
 class TrainingError(RuntimeError):
     "Training cannot go on (for example, the loss is not finite)."
 
-def _check_finite(loss, name, epoch, batch):
-    if not math.isfinite(loss):
-        raise TrainingError(f"{name or 'training'}: the loss became {loss} at epoch {epoch}, batch {batch}. "
+def _check_finite(sums:EpochSums, world, name:str, epoch:int):
+    "Raise `TrainingError` naming the epoch and batch if a loss summed in `sums` was not finite."
+    if (bad := sums.first_bad(world)) is not None:
+        raise TrainingError(f"{name or 'training'}: the loss became {bad[1]} at epoch {epoch + 1}, batch {bad[0] + 1}. "
                             "Lower the learning rate or check the data and the loss weights.")
 
-def _restore(ckpt, student, objective, opt, gen):
+def _restore(ckpt, parts:dict, gen):
     epoch, history = ckpt['epoch'], ckpt['history']
     if not isinstance(epoch, int) or not isinstance(history, list) or len(history) != epoch:
         raise ValueError(f"its epoch {epoch!r} does not match its history")
-    student.load_state_dict(ckpt['student']); objective.load_state_dict(ckpt['objective'])
-    opt.load_state_dict(ckpt['optimizer']); gen.set_state(ckpt['generator'])
+    for k, part in parts.items(): part.load_state_dict(ckpt[k])
+    gen.set_state(ckpt['generator'])
     torch.set_rng_state(ckpt['torch_rng'])
     return epoch, history
 
-def _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log):
-    "Restore `ckpt`; if any part of it does not fit (a file with the right keys but the wrong contents), undo and start afresh."
-    fresh = copy.deepcopy((student.state_dict(), objective.state_dict(), opt.state_dict(), gen.get_state(), torch.get_rng_state()))
-    try: return _restore(ckpt, student, objective, opt, gen)
+def _restore_or_start(ckpt, parts:dict, gen, checkpoint, log):
+    "Restore `ckpt` into `parts` (name -> what has a state dict); if any part does not fit (a file with the right keys but the wrong contents), undo and start afresh."
+    fresh = copy.deepcopy(({k: part.state_dict() for k, part in parts.items()}, gen.get_state(), torch.get_rng_state()))
+    try: return _restore(ckpt, parts, gen)
     except Exception as e:  # whatever the file holds: it is ignored, like an unreadable one
-        s, o, p, g, r = fresh
-        student.load_state_dict(s); objective.load_state_dict(o); opt.load_state_dict(p); gen.set_state(g); torch.set_rng_state(r)
+        states, g, r = fresh
+        for k, part in parts.items(): part.load_state_dict(states[k])
+        gen.set_state(g); torch.set_rng_state(r)
         log(f"ignoring checkpoint {checkpoint}: its contents do not fit this run ({type(e).__name__})")
         return 0, []
 
@@ -64,11 +68,6 @@ def _try_resume(checkpoint, key, log):
     if ckpt.get('fingerprint') != key:
         log(f"ignoring checkpoint {checkpoint}: it was made with other settings, data or teacher"); return None
     return ckpt
-
-def _model_outputs(logits, feats, layer) -> Outputs:
-    "`Outputs` in fp32 for the objective, with `hidden` the output of the compared `layer`."
-    feats = {k: v.float() for k, v in feats.items()}
-    return Outputs(logits.float(), feats.get(layer), feats)
 
 # %% ../nbs/02_training.ipynb #e992c8e2
 PLAIN = Settings(precision='fp32', channels_last=False)  # `fit`'s default: the plain PyTorch way, whatever `kd_run` prefers
@@ -99,7 +98,7 @@ def fit(student:nn.Module, # the model being trained
         **overrides) -> list[dict]: # any field of `settings` to change for this call, e.g. `epochs=2, lr=1e-2`
     "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
     s = training_settings(settings, **overrides)
-    epochs, lr, bs, precision, channels_last, augment = s.epochs, s.lr, s.batch_size, s.precision, s.channels_last, s.augment
+    epochs, bs, precision, channels_last, augment = s.epochs, s.batch_size, s.precision, s.channels_last, s.augment
     if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     objective = objective or CrossEntropy()
     device = torch.device(device or default_device())
@@ -118,60 +117,66 @@ def fit(student:nn.Module, # the model being trained
             raise ValueError(f"{name or type(objective).__name__}: with augmentation the teacher must see the augmented images: give the teacher model, not its cached outputs")
         if missing := [l for l in objective.teacher_layers if l not in getattr(teacher, 'layers', objective.teacher_layers)]:
             raise ValueError(f"{name or type(objective).__name__} compares the teacher's layer {missing[0]!r}, which the teacher source does not hold")
-    opt = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=lr)
+    n_batches = math.ceil(len(data.y_train) / bs)
+    opt = make_optimizer([*student.parameters(), *objective.parameters()], s,  # the recipe's (the tutorial's: Adam at 1e-3)
+                         capturable=device.type == 'cuda')  # its step count on the GPU: what a CUDA graph needs
+    sched = make_scheduler(opt, s, n_batches)  # stepped after every step; None while the rate is constant
+    parts = {'student': student, 'objective': objective, 'optimizer': opt, **({'scheduler': sched} if sched else {})}
     gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
     mean, std = data.stats()
     w = current()  # the processes torchrun started, or this one alone (then nothing below changes)
     progress = progress and w.main
-    key = fingerprint(objective.settings(), epochs, lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
-                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.x_train, fingerprint_extra)
+    key = fingerprint(objective.settings(), epochs, s.lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
+                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.x_train, fingerprint_extra, *recipe_key(s))
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
-        start, history = _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log)
+        start, history = _restore_or_start(ckpt, parts, gen, checkpoint, log)
         if start: log(f"{name}: resuming after epoch {start} from {checkpoint}")
         if start and 'torch_rng_ranks' in ckpt: torch.set_rng_state(ckpt['torch_rng_ranks'][w.rank])  # each process's dropout goes on as it was
-    model, loss_fn = wrap(student, w), wrap(objective, w)  # DDP averages the gradients of the processes (one process: the modules themselves)
-    n_batches = math.ceil(len(data.y_train) / bs)
-    for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
-        t0, sums = time.perf_counter(), {}
-        student.train()
-        bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
-                           device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
-                   total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
-        for i, (xb, yb, idx) in enumerate(bar):
-            if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-            t_out = None
-            if objective.needs_teacher:
-                t = teacher(xb, idx)
-                t_out = _model_outputs(t.logits, t.features or {}, objective.teacher_layer)
-            with autocast(precision, device): s_logits, s_feats = forward_with_features(model, xb, objective.student_layers)
-            loss, terms = loss_fn(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs), t_out)
-            shown = {'loss': loss, **terms}
-            if w.size > 1:  # this process's part weighs its share; every process sees the global batch's losses
-                share = w.share(min(bs, len(data.y_train) - i * bs))
-                loss, shown = loss * share, global_mean(shown, share, w)
-            _check_finite(shown['loss'].item(), name, epoch + 1, i + 1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for k, v in shown.items(): sums[k] = sums.get(k, 0.) + v.item()
-            # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
-            # epochs redraw at every step (on long ones that would cost time and change nothing one can read)
-            bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}", refresh=n_batches <= 50)
-        t_eval = time.perf_counter()
-        tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
-        test = evaluate if w.size == 1 else partial(evaluate_sharded, world=w)  # the plain student: processes test different batches
-        accuracy = test(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
-        now = time.perf_counter()
-        row = {'epoch': epoch + 1, **{k: v / n_batches for k, v in sums.items()}, 'test_accuracy': accuracy,
-               'seconds': round(now - t0, 2), # the whole epoch, its test pass included
-               'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
-        history.append(row)
-        if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
-        ranks = rng_states(w) if checkpoint and w.size > 1 else None  # every process's random state: each one's dropout differs
-        if checkpoint and w.main:  # one process writes; all of them resume from the file
-            save_atomic({'student': student.state_dict(), 'objective': objective.state_dict(), 'optimizer': opt.state_dict(),
-                         'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
-                         'history': history, 'fingerprint': key, **({'torch_rng_ranks': ranks} if ranks else {})}, checkpoint)
-            pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
+    if isinstance(teacher, TeacherCache) and device.type == 'cuda': teacher = teacher.to(device)  # looked up on the GPU, inside a graph too
+    step = TrainStep(wrap(student, w), objective, wrap(objective, w), opt, sched, teacher, precision, channels_last,
+                     s.clip_grad_norm, s.label_smoothing)  # DDP averages the gradients of the processes (one process: the modules themselves)
+    why_not = graph_problem(device, objective, opt, sched, w.size, teacher)
+    if device.type == 'cuda': log(f"{name or 'training'}: " + ('each full batch replays one CUDA graph of the whole step' if why_not is None else f'eager steps ({why_not})'))
+    graph = None
+    check_every = 1 if device.type == 'cpu' else n_batches  # a finiteness check reads the device: on a GPU once an epoch
+    try:
+        for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
+            t0, sums, lr = time.perf_counter(), EpochSums(device), opt.param_groups[0]['lr']  # the rate of the epoch's first step
+            student.train()
+            bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
+                               device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
+                       total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
+            for i, (xb, yb, idx) in enumerate(bar):
+                weight = w.share(min(bs, len(data.y_train) - i * bs)) if w.size > 1 else 1.  # this process's part weighs its share
+                if why_not is None and len(yb) == bs:
+                    if graph is None: graph = GraphStep(step, xb, yb, idx, epochs)
+                    sums.add(graph(xb, yb, idx), i)
+                else:
+                    loss, shown = step.losses(xb, yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs)
+                    sums.add(shown, i, weight / w.size)
+                    if (i + 1) % check_every == 0: _check_finite(sums, w, name, epoch)  # before the update, so the weights stay finite
+                    step.update(loss * weight if w.size > 1 else loss)
+                # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
+                # epochs redraw at every step; on a GPU the running mean is read (a sync) once an epoch
+                if progress and (device.type == 'cpu' or i + 1 == n_batches):
+                    bar.set_postfix(loss=f"{sums.total[0].item() * (w.size if w.size > 1 else 1) / (i+1):.4f}", refresh=n_batches <= 50)
+            _check_finite(sums, w, name, epoch)
+            t_eval = time.perf_counter()
+            tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
+            test = evaluate if w.size == 1 else partial(evaluate_sharded, world=w)  # the plain student: processes test different batches
+            accuracy = test(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
+            now = time.perf_counter()
+            row = {'epoch': epoch + 1, **sums.means(n_batches, w), **({'lr': lr} if sched else {}), 'test_accuracy': accuracy,
+                   'seconds': round(now - t0, 2), # the whole epoch, its test pass included
+                   'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
+            history.append(row)
+            if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
+            ranks = rng_states(w) if checkpoint and w.size > 1 else None  # every process's random state: each one's dropout differs
+            if checkpoint and w.main:  # one process writes; all of them resume from the file
+                save_atomic({**{k: part.state_dict() for k, part in parts.items()}, 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
+                             'history': history, 'fingerprint': key, **({'torch_rng_ranks': ranks} if ranks else {})}, checkpoint)
+                pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
+    finally: step.close()
     return history
+
