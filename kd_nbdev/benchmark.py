@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli
-from .rundir import unwritable
+from .store import unwritable
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
 from .compare import (PHASES, CE, DISTILLATION, run_order, ratio, compare_phases, distillation_vs_ce,  # also importable
                               extrapolate, extrapolation, summarize_bench, markdown_report)                # from here

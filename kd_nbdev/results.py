@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli
-from .rundir import unwritable
+from .store import unwritable
 from .data import DataError
 from .methods.registry import BASELINE
 from .record import TEACHER
