@@ -4,29 +4,23 @@
 
 # %% ../nbs/09_benchmark.ipynb #c1e01756
 from __future__ import annotations
-import json, os, platform, shlex, shutil, statistics, subprocess, sys, tempfile
+import json, os, platform, shlex, shutil, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
 from dataclasses import dataclass
 from .commands import Command, Failed
 from .params import param, positive, positive_whole
-from .rundir import unwritable
+from .store import unwritable
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
+from .compare import (PHASES, CE, DISTILLATION, run_order, ratio, compare_phases, distillation_vs_ce,  # also importable
+                              extrapolate, extrapolation, summarize_bench, markdown_report)                # from here
 import importlib.util
 
 # %% auto #0
-__all__ = ['PHASES', 'CE', 'DISTILLATION', 'kd_bench', 'main', 'BenchError', 'RunFailed', 'parse_reference', 'read_ours',
-           'reference_command', 'ours_command', 'bench_env', 'run_order', 'ratio', 'compare_phases',
-           'distillation_vs_ce', 'extrapolate', 'extrapolation', 'summarize_bench', 'markdown_report', 'find_reference',
-           'check_data', 'default_threads', 'bench', 'BenchOptions', 'bench_and_report']
+__all__ = ['kd_bench', 'main', 'BenchError', 'RunFailed', 'parse_reference', 'read_ours', 'reference_command', 'ours_command',
+           'bench_env', 'find_reference', 'check_data', 'default_threads', 'bench', 'BenchOptions', 'bench_and_report']
 
 # %% ../nbs/09_benchmark.ipynb #281ba57c
-# The tutorial's procedure has exactly five phases: its teacher and its four students, named as kd_run names them
-# (`'student_'` + the method's name). They are spelt out here rather than read from the registry or from
-# `TUTORIAL_EXPERIMENTS`, which import torch: kd_bench stays small (see above). The tests check that they agree.
-PHASES = ('teacher', *(f'student_{m}' for m in ('ce', 'kd', 'cosine', 'regressor')))
-CE, DISTILLATION = PHASES[1], PHASES[2:]  # the cross-entropy student, the baseline; the three distillation students
-
 class BenchError(RuntimeError):
     "A benchmark that cannot start: a missing file, a bad option."
 
@@ -53,11 +47,8 @@ def parse_reference(text:str) -> dict:
 # %% ../nbs/09_benchmark.ipynb #33361dd3
 def read_ours(res) -> dict:
     "Seconds, accuracy, test-pass seconds per phase (the cache pass as `teacher_cache`), threads and sizes from a `kd_run` record."
-    if not isinstance(res, dict): res = res.to_dict()  # a RunRecord
-    elif 'schema' not in res:  # written before the typed record
-        from kd_nbdev.record import RecordError, record_from_dict  # imports torch: only here, never for kd_bench's own runs
-        try: res = record_from_dict(res).to_dict()
-        except RecordError as e: raise RunFailed(f"kd_run's results.json: {e}") from None
+    # a RunRecord, or the results.json of kd_bench's own kd_run; an older file: read it with `read_record` first
+    if not isinstance(res, dict): res = res.to_dict()
     missing = [p for p in PHASES if not res.get('runs', {}).get(p)]
     if missing: raise RunFailed(f"kd_run's results.json lacks {', '.join(missing)}")
     first = {p: next(iter(res['runs'][p].values())) for p in PHASES}
@@ -85,137 +76,6 @@ def ours_command(data, epochs:int, train_size:int, out, eval_every:int|None=None
 def bench_env(threads:int) -> dict:
     "This process's environment with the thread count fixed to `threads`."
     return {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
-
-# %% ../nbs/09_benchmark.ipynb #09e11ff3
-def run_order(rounds:int, first:str='reference') -> list[tuple[int, str]]:
-    "`(round, side)` pairs: the sides alternate and the first side of each round alternates too."
-    other = {'reference': 'ours', 'ours': 'reference'}
-    return [(i, s) for i in range(rounds) for s in ((first, other[first]) if i % 2 == 0 else (other[first], first))]
-
-# %% ../nbs/09_benchmark.ipynb #630e111a
-def ratio(a, b) -> float|None:
-    "`a / b` rounded to two decimals, or `None` when either is missing or `b` is zero."
-    return round(a / b, 2) if a is not None and b else None
-
-def _median(xs): xs = [x for x in xs if x is not None]; return round(statistics.median(xs), 2) if xs else None
-
-def compare_phases(runs:list[dict]) -> dict:
-    "Per phase (and for the sum of phases and the wall time): each side's median seconds, their ratio, all values."
-    side = lambda s: [r for r in runs if r['side'] == s]
-    out = {}
-    for p in (*PHASES, 'teacher_cache'):
-        vals = {s: [r['phases'].get(p) for r in side(s)] for s in ('reference', 'ours')}
-        med = {s: _median(v) for s, v in vals.items()}
-        out[p] = {**med, 'ratio': ratio(med['reference'], med['ours']),
-                  'reference_runs': vals['reference'] if p in PHASES else [], 'ours_runs': vals['ours'],
-                  'reference_accuracy': _median(r['accuracy'].get(p) for r in side('reference')),
-                  'ours_accuracy': _median(r['accuracy'].get(p) for r in side('ours'))}
-    for key, f in (('sum_of_phases', lambda r: round(sum(r['phases'].values()), 2)), ('wall', lambda r: r['wall_seconds'])):
-        vals = {s: [f(r) for r in side(s)] for s in ('reference', 'ours')}
-        med = {s: _median(v) for s, v in vals.items()}
-        out[key] = {**med, 'ratio': ratio(med['reference'], med['ours']), 'reference_runs': vals['reference'], 'ours_runs': vals['ours']}
-    return out
-
-# %% ../nbs/09_benchmark.ipynb #bb1b70b5
-def distillation_vs_ce(phases:dict, # one side's seconds per phase
-                       cache:float=0.) -> dict: # seconds of the teacher-cache pass, split over the three methods
-    "Each distillation experiment's seconds (with its share of the cache pass) divided by the cross-entropy student's."
-    return {d: ratio(phases[d] + cache / len(DISTILLATION), phases[CE]) for d in DISTILLATION}
-
-# %% ../nbs/09_benchmark.ipynb #860892e3
-def extrapolate(seconds:float, side:str, phase:str, epochs:int, train_size:int, test_size:int,
-                full_epochs:int=10, full_train_size:int=50_000, test_weight:float=1/3,
-                eval_every:int=1) -> float: # our side tests after every `eval_every`-th epoch and the last
-    "Estimated seconds of `phase` at `full_epochs` × `full_train_size`, from its seconds at `epochs` × `train_size`."
-    if phase == 'teacher_cache': return seconds * full_train_size / train_size
-    passes = lambda e: -(-e // eval_every) if side == 'ours' else 1  # test passes in `e` epochs
-    work = lambda e, n: e * n + passes(e) * test_weight * test_size
-    return seconds * work(full_epochs, full_train_size) / work(epochs, train_size)
-
-# %% ../nbs/09_benchmark.ipynb #083b549d
-def extrapolation(cmp:dict, epochs:int, train_size:int, test_size:int, full_epochs:int=10,
-                  full_train_size:int=50_000, test_weight:float=1/3, eval_every:int=1) -> dict:
-    "Extrapolated seconds per phase and side, their sum, the ratios, and the distillation / cross-entropy ratios."
-    ex = lambda s, p: None if cmp[p][s] is None else round(extrapolate(cmp[p][s], s, p, epochs, train_size, test_size,
-                                                                         full_epochs, full_train_size, test_weight, eval_every), 1)
-    phases = {p: {s: ex(s, p) for s in ('reference', 'ours')} for p in (*PHASES, 'teacher_cache')}
-    for v in phases.values(): v['ratio'] = ratio(v['reference'], v['ours'])
-    total = {s: round(sum(v[s] or 0 for v in phases.values()), 1) for s in ('reference', 'ours')}
-    ours = {p: v['ours'] for p, v in phases.items()}
-    return {'epochs': full_epochs, 'train_size': full_train_size, 'test_size': test_size, 'test_weight': round(test_weight, 4),
-            'phases': phases, 'sum_of_phases': {**total, 'ratio': ratio(total['reference'], total['ours'])},
-            'distillation_vs_ce': {'ours': distillation_vs_ce(ours, ours['teacher_cache']),
-                                   'reference': distillation_vs_ce({p: v['reference'] for p, v in phases.items()})}}
-
-# %% ../nbs/09_benchmark.ipynb #d3d5acf1
-def summarize_bench(runs:list[dict], epochs:int, train_size:int, test_size:int, rounds:int, threads:int,
-                    interval:float=0.2, full_epochs:int=10, full_train_size:int=50_000, eval_every:int=1) -> dict:
-    "The comparison of the `runs` of both sides, with everything `kd_bench` writes except the command."
-    cmp = compare_phases(runs)
-    side = lambda s: [r for r in runs if r['side'] == s]
-    mem = {s: {k: max((r[k] for r in side(s) if r[k] is not None), default=None) for k in ('max_rss_mb', 'tree_rss_mb', 'tree_pss_mb')}
-           for s in ('reference', 'ours')}
-    ours_med = {p: cmp[p]['ours'] for p in (*PHASES, 'teacher_cache')}
-    threads_seen = {s: sorted({r['threads'] for r in side(s)}, key=str) for s in ('reference', 'ours')}
-    return {'reference_seconds': cmp['wall']['reference'], 'ours_seconds': cmp['wall']['ours'], 'ratio': cmp['wall']['ratio'],
-            'phases': {p: cmp[p] for p in (*PHASES, 'teacher_cache')},
-            'sum_of_phases': cmp['sum_of_phases'], 'wall': cmp['wall'],
-            'peak_rss_mb': {s: mem[s]['max_rss_mb'] for s in mem}, 'memory': mem,
-            'memory_method': "peak_rss_mb: ru_maxrss from os.wait4 on each side's process (the largest single process, "
-                             "reaped children such as DataLoader workers included, not summed); memory.tree_*: peak of the "
-                             f"summed RSS / PSS of the process and all its descendants, sampled from /proc every {interval} s",
-            'distillation_vs_ce': {'ours': distillation_vs_ce(ours_med, ours_med['teacher_cache']),
-                                   'reference': distillation_vs_ce({p: cmp[p]['reference'] for p in PHASES}),
-                                   'cache_included': 'ours: the teacher-cache pass once, a third added to each distillation experiment'},
-            'extrapolation': extrapolation(cmp, epochs, train_size, test_size, full_epochs, full_train_size, eval_every=eval_every),
-            'ours_test_seconds': {p: _median(r['test_seconds'].get(p) for r in side('ours')) for p in PHASES},
-            'epochs': epochs, 'train_size': train_size, 'test_size': test_size, 'eval_every': eval_every, 'rounds': rounds, 'threads': threads,
-            'interval': interval, 'order': [s for _, s in run_order(rounds)],
-            'device': side('ours')[0]['device'], 'devices': {'reference': side('reference')[0]['device'], 'ours': side('ours')[0]['device']},
-            'threads_reported': threads_seen, 'precision': {'reference': 'fp32', 'ours': side('ours')[0]['precision']},
-            'runs': runs}
-
-# %% ../nbs/09_benchmark.ipynb #7231b8fa
-def _f(x, nd=1): return '—' if x is None else f"{x:,.{nd}f}"
-
-def markdown_report(b:dict) -> str:
-    "The benchmark `b` (what `kd_bench` returns) as Markdown tables."
-    ph, mem = b['phases'], b['memory']
-    L = [f"## Benchmark: the tutorial's procedure (reference) against kd_run (ours)", "",
-         f"{b['epochs']} epoch(s) × {b['train_size']:,} training images, {b['test_size']:,} test images; "
-         f"{b['rounds']} round(s), run order {', '.join(b['order'])}; "
-         f"{b['threads']} thread(s) each; {b['device']}; medians over rounds.", "",
-         "| phase | reference (s) | ours (s) | reference / ours | reference acc. (%) | ours acc. (%) |",
-         "|---|---:|---:|---:|---:|---:|"]
-    for p in PHASES:
-        r = ph[p]
-        L.append(f"| {p} | {_f(r['reference'])} | {_f(r['ours'])} | {_f(r['ratio'], 2)} | {_f(r['reference_accuracy'], 2)} | {_f(r['ours_accuracy'], 2)} |")
-    L.append(f"| teacher_cache (ours only, once for the 3 distillation runs) | — | {_f(ph['teacher_cache']['ours'])} | — | | |")
-    for k, name in (('sum_of_phases', 'sum of phases (ours incl. cache)'), ('wall', '**end to end** (process wall time)')):
-        r = b[k]; L.append(f"| {name} | {_f(r['reference'])} | {_f(r['ours'])} | **{_f(r['ratio'], 2)}** | | |")
-    if tests := b.get('ours_test_seconds'):
-        k = b.get('eval_every', 1)
-        how = ("once per phase, after its last epoch, as the reference does" if k >= b['epochs'] else
-               f"after every {'' if k == 1 else f'{k}-th '}epoch of every phase (for the training curves), the reference once per phase")
-        L += ["", f"Ours tests {how} (`--eval-every {k}`): {_f(sum(v or 0 for v in tests.values()))} s of our phases "
-              f"were test passes ({', '.join(f'{p} {_f(v)}' for p, v in tests.items())})."]
-    L += ["", "| peak memory (MB, max over rounds) | reference | ours |", "|---|---:|---:|"]
-    for k, name in (('max_rss_mb', 'largest single process, exact (wait4 ru_maxrss; incl. reaped DataLoader workers)'),
-                    ('tree_rss_mb', f"process tree, RSS summed (sampled every {b['interval']} s)"),
-                    ('tree_pss_mb', 'process tree, PSS summed (shared pages split; sampled)')):
-        L.append(f"| {name} | {_f(mem['reference'][k], 0)} | {_f(mem['ours'][k], 0)} |")
-    dv = b['distillation_vs_ce']
-    L += ["", "Distillation cost / cross-entropy student cost (target for ours: ≤ 1.3; ours includes a third of the "
-          "teacher-cache pass in each):", "", "| experiment | ours | reference |", "|---|---:|---:|"]
-    L += [f"| {d} | {_f(dv['ours'][d], 2)} | {_f(dv['reference'][d], 2)} |" for d in DISTILLATION]
-    x = b['extrapolation']
-    L += ["", f"**Extrapolation, not a measurement**: {x['epochs']} epochs × {x['train_size']:,} training images "
-          f"(time ∝ epochs × training images, plus test passes weighted {x['test_weight']:.2f} per image; start-up excluded):", "",
-          "| phase | reference (s) | ours (s) | reference / ours |", "|---|---:|---:|---:|"]
-    L += [f"| {p} | {_f(v['reference'], 0)} | {_f(v['ours'], 0)} | {_f(v['ratio'], 2)} |" for p, v in x['phases'].items()]
-    s = x['sum_of_phases']
-    L.append(f"| sum of phases | {_f(s['reference'], 0)} | {_f(s['ours'], 0)} | **{_f(s['ratio'], 2)}** |")
-    return '\n'.join(L)
 
 # %% ../nbs/09_benchmark.ipynb #86d444fb
 def find_reference(path:str|None) -> Path:

@@ -7,28 +7,12 @@ from __future__ import annotations
 import json, os, socket, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
-from .store import pause_point
+from .store import pause_point, unwritable
 from .params import ConfigError
 from .record import RunRecord, RecordError, TEACHER, read_record
 
 # %% auto #0
-__all__ = ['LOCK', 'unwritable', 'lock_owner', 'folder_lock', 'check_out', 'read_old']
-
-# %% ../nbs/06g_rundir.ipynb #a791d84a
-def unwritable(path, # the folder (or, with `folder=False`, the file) to be written
-               folder:bool=True) -> str|None:
-    "Why `path` cannot be written (one sentence), or `None` if it can; leaves nothing behind."
-    path = here = Path(path)
-    try:
-        if folder and path.exists() and not path.is_dir(): return f"{path} is a file, not a folder"
-        if not folder and path.is_dir(): return f"{path} is a folder, not a file"
-        here = path if folder else path.parent
-        while not here.exists() and here != here.parent: here = here.parent  # the nearest folder that exists
-        if not here.is_dir(): return f"{path} is under {here}, which is a file, not a folder"
-        fd, probe = tempfile.mkstemp(dir=here, prefix='.kd_probe_')
-        os.close(fd); os.unlink(probe)
-    except OSError as e: return f"{here} cannot be written ({e.strerror or type(e).__name__})"  # also a folder it may not even look into
-    return None
+__all__ = ['LOCK', 'lock_owner', 'folder_lock', 'check_out', 'read_old']
 
 # %% ../nbs/06g_rundir.ipynb #7969b416
 LOCK = 'kd_run.lock'  # in the output folder while a run owns it

@@ -4,12 +4,12 @@
 
 # %% ../nbs/01a_store.ipynb #2d0732ff
 from __future__ import annotations
-import hashlib, json, os, time
+import hashlib, json, os, tempfile, time
 from pathlib import Path
-import torch
 
 # %% auto #0
-__all__ = ['PAUSE_VARIABLE', 'write_atomic', 'save_atomic', 'load_safely', 'write_json', 'fingerprint', 'pause_point']
+__all__ = ['PAUSE_VARIABLE', 'write_atomic', 'save_atomic', 'load_safely', 'write_json', 'fingerprint', 'pause_point',
+           'unwritable']
 
 # %% ../nbs/01a_store.ipynb #ae847bc0
 def _fsync_folder(folder:Path):
@@ -36,10 +36,12 @@ def write_atomic(path, write) -> Path:
 
 def save_atomic(obj, path):
     "`torch.save` `obj` to `path` atomically, so `path` is never half-written."
+    import torch  # here, not at the top: `kd_bench` uses this module's plain files and must not load PyTorch (it measures other processes' memory)
     return write_atomic(path, lambda f: torch.save(obj, f))
 
 def load_safely(path):
     "Load a file written by `save_atomic` without executing any pickled code."
+    import torch  # as in `save_atomic`
     return torch.load(path, map_location='cpu', weights_only=True)
 
 def write_json(obj, path):
@@ -49,6 +51,7 @@ def write_json(obj, path):
 # %% ../nbs/01a_store.ipynb #8538d48f
 def fingerprint(*items) -> str:
     "A short hash of tensors, state dicts and plain values, to tell whether inputs changed."
+    import torch  # as in `save_atomic`
     h = hashlib.sha256()
     def add(o):
         if isinstance(o, torch.Tensor): h.update(o.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if o.numel() else b'')
@@ -68,3 +71,19 @@ def pause_point(name:str):
     marker = Path(marker)
     write_atomic(marker, lambda f: f.write(str(os.getpid()).encode()))  # whole or absent: a watcher never reads it half-written
     while marker.exists(): time.sleep(0.01)  # a signal interrupts the sleep at once
+
+# %% ../nbs/01a_store.ipynb #a791d84a
+def unwritable(path, # the folder (or, with `folder=False`, the file) to be written
+               folder:bool=True) -> str|None:
+    "Why `path` cannot be written (one sentence), or `None` if it can; leaves nothing behind."
+    path = here = Path(path)
+    try:
+        if folder and path.exists() and not path.is_dir(): return f"{path} is a file, not a folder"
+        if not folder and path.is_dir(): return f"{path} is a folder, not a file"
+        here = path if folder else path.parent
+        while not here.exists() and here != here.parent: here = here.parent  # the nearest folder that exists
+        if not here.is_dir(): return f"{path} is under {here}, which is a file, not a folder"
+        fd, probe = tempfile.mkstemp(dir=here, prefix='.kd_probe_')
+        os.close(fd); os.unlink(probe)
+    except OSError as e: return f"{here} cannot be written ({e.strerror or type(e).__name__})"  # also a folder it may not even look into
+    return None
