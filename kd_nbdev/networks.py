@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 import torch
 from torch import nn
-from .data import ImageData
+from .images import ImageData
 from .models import DeepNN, ModelError, make_model, default_layer, check_layer, count_parameters, forward_with_features
 from .store import load_safely
 from .params import ConfigError

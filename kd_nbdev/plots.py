@@ -17,7 +17,7 @@ from .methods.base import methods
 from .config import settings_from_dict
 from .record import TEACHER
 from .evaluation import predict
-from .data import picture
+from .images import picture
 from .stats import as_record, label, seed_statistics, students
 
 # %% ../nbs/10_results.ipynb #c7238b22

@@ -10,7 +10,8 @@ import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli
 from .rundir import unwritable
-from .data import Cifar10, DataError, load_cifar10
+from .images import Cifar10, DataError
+from .data import load_cifar10
 from .store import load_safely
 from .methods.base import BASELINE, get_method
 from .config import settings_from_dict

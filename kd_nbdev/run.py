@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from pathlib import Path
 import torch
 from torch import nn
-from .data import Cifar10
+from .images import Cifar10
 from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError
