@@ -17,7 +17,7 @@ from .teachers import TeacherCache, build_teacher_cache, teacher_key
 
 # %% auto #0
 __all__ = ['World', 'launched', 'backend_for', 'local_device', 'current', 'start', 'stop', 'on_main', 'speaks', 'part',
-           'shard_batches', 'global_mean', 'wrap', 'gathered_teacher_cache', 'rng_states']
+           'shard_batches', 'global_mean', 'wrap', 'gathered_teacher_cache', 'rng_states', 'devices_of']
 
 # %% ../nbs/06e_distributed.ipynb #49c94fa0
 @dataclass(frozen=True)
@@ -164,3 +164,10 @@ def rng_states(world:World) -> list[torch.Tensor]:
     states = [None] * world.size
     dist.all_gather_object(states, torch.get_rng_state())
     return states
+
+def devices_of(device, world:World) -> list[str]:
+    "Each process's device, in rank order (every process calls it)."
+    if world.size == 1: return [str(device)]
+    names = [None] * world.size
+    torch.distributed.all_gather_object(names, str(device))
+    return names

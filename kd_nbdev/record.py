@@ -4,15 +4,17 @@
 
 # %% ../nbs/06c_record.ipynb #8f59dbb9
 from __future__ import annotations
-import csv, io, json, re
+import csv, io, json, platform, re, sys
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
+import torch
 from .store import write_atomic, write_json
 from .methods.base import methods
 
 # %% auto #0
 __all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'history_rows',
-           'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize']
+           'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize', 'device_name',
+           'peak_rss_mb']
 
 # %% ../nbs/06c_record.ipynb #2a5316e0
 SCHEMA = 2  # 1: the files written before this record existed (no `schema` key)
@@ -175,3 +177,18 @@ def summarize(rec:RunRecord) -> dict:
         if len(accs) > 1: row.update(accuracies=accs, std=round(_std(accs), 2))
         out[name] = row
     return out
+
+# %% ../nbs/06c_record.ipynb #32db0e6e
+def device_name(device) -> str:
+    "The device, for people: the GPU's name, or the CPU's model and the threads PyTorch uses."
+    if device.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(device)})"
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), None) \
+          if Path('/proc/cpuinfo').exists() else None
+    return f"cpu ({cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+def peak_rss_mb() -> float:
+    "Peak resident memory of this process so far, in MB (0 where the OS does not say)."
+    try: import resource
+    except ImportError: return 0.
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux

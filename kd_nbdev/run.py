@@ -4,12 +4,14 @@
 
 # %% ../nbs/06d_run.ipynb #0a68973f
 from __future__ import annotations
-import platform, sys, time
+import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Callable
 from pathlib import Path
 import torch
 from torch import nn
-from .images import Cifar10
+from .images import Cifar10, ImageData
 from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError
@@ -17,13 +19,13 @@ from .methods.base import get_method
 from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
-from .record import RunRecord, TEACHER, experiment_order, write_record
+from .record import RunRecord, TEACHER, experiment_order, write_record, device_name, peak_rss_mb
 from .networks import CIFAR10_DIMS, make_teacher, make_student, run_layers, probe_layers, method_shapes, load_teacher, models_info
 from .rundir import folder_lock, check_out, read_old
-from .distributed import current, start, local_device, gathered_teacher_cache, on_main
+from .distributed import current, start, local_device, gathered_teacher_cache, on_main, devices_of
 
 # %% auto #0
-__all__ = ['parse_experiments', 'check_request', 'check_device', 'check_seeds', 'run_experiments', 'dataset_info']
+__all__ = ['parse_experiments', 'check_request', 'check_device', 'check_seeds', 'Plan', 'run_experiments', 'dataset_info']
 
 # %% ../nbs/06d_run.ipynb #dcbb0e50
 def parse_experiments(experiments) -> list[str]:
@@ -81,27 +83,26 @@ def check_seeds(seeds, option:str='seeds') -> list[int]:
         raise ConfigError(f"{option} gives the seed {dups[0]} twice: each seed is one run of each student, so give each once")
     return seeds
 
-def _device_name(device) -> str:
-    if device.type == 'cuda': return f"cuda ({torch.cuda.get_device_name(device)})"
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), None) \
-          if Path('/proc/cpuinfo').exists() else None
-    return f"cpu ({cpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-def _devices(device, world) -> list[str]:
-    "Each process's device, in rank order (every process calls it)."
-    if world.size == 1: return [str(device)]
-    names = [None] * world.size
-    torch.distributed.all_gather_object(names, str(device))
-    return names
-
-def _peak_rss_mb() -> float:
-    "Peak resident memory of this process so far, in MB (0 where the OS does not say)."
-    try: import resource
-    except ImportError: return 0.
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
-
 # %% ../nbs/06d_run.ipynb #42c3ccb8
+@dataclass
+class Plan:
+    "A checked request, as `run_experiments` hands it to the work: everything that crosses from the checks to the training."
+    data: ImageData # the images, normalised as recorded
+    names: list # the experiments, in the course's order (those left out removed)
+    settings: Settings # the run's settings: networks, training, every method's hyperparameters
+    seeds: list # one run of each student per seed; the teacher uses the first
+    shapes: dict # experiment -> the `Shapes` its objective is sized from
+    teacher: nn.Module|None = None # a trained teacher given to the run
+    out: Path|None = None # the run's folder, owned by this run (`None`: nothing written)
+    resume: bool = False # continue the run in `out`
+    device: torch.device = torch.device('cpu') # where this process trains
+    precision: str = 'fp32' # resolved on `device`
+    eval_every: int = 1 # test after every n-th epoch and the last
+    refused: dict = field(default_factory=dict) # experiment -> why it was left out
+    command: str = '' # the command that made the run
+    progress: bool = True # show progress bars
+    log: Callable = print # where messages go
+
 def run_experiments(data:Cifar10, # the data to train and test on
                     experiments=None, # names, or a comma-separated string (default: every experiment)
                     settings:Settings|None=None,
@@ -130,8 +131,9 @@ def run_experiments(data:Cifar10, # the data to train and test on
     device = local_device(device or default_device(), w)
     precision = resolve_precision(s.precision, device)
     if not w.main: progress, log = False, (lambda m: None)  # process 0 speaks for all
+    plan = Plan(data, names, s, seeds, shapes, teacher, out, resume, device, precision, eval_every, refused or {}, command, progress, log)
     with on_main((lambda: folder_lock(out, log)) if out else nullcontext, w):  # from here on this run alone writes in `out`
-        return _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused or {})
+        return _run(plan)
 
 def _csv(xs) -> str: return ','.join(map(str, xs))
 
@@ -152,11 +154,12 @@ def dataset_info(data:Cifar10) -> dict:
     return {'image_size': list(data.size), 'channels': data.channels, 'num_classes': data.num_classes, 'classes': list(data.classes),
             'mean': list(mean), 'std': list(std), 'normalization': data.norm, 'resized_to': data.image_size}
 
-def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes, progress, log, command, eval_every, refused) -> RunRecord:
-    "`run_experiments` once everything is checked (and the folder `out` is this run's)."
-    old = read_old(out) if out and resume else None
-    if old: _check_same_run(old, out, names, seeds)
-    given = fingerprint(teacher.state_dict()) if teacher is not None and TEACHER not in names else None
+def _run(p:Plan) -> RunRecord:
+    "`run_experiments` once everything is checked (and the folder `p.out` is this run's)."
+    data, s, out = p.data, p.settings, p.out
+    old = read_old(out) if out and p.resume else None
+    if old: _check_same_run(old, out, p.names, p.seeds)
+    given = fingerprint(p.teacher.state_dict()) if p.teacher is not None and TEACHER not in p.names else None
     inputs = {'settings': settings_dict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),
               'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given,
               'dataset': dataset_info(data)}
@@ -165,57 +168,61 @@ def _run(data, names, s, seeds, out, teacher, resume, device, precision, shapes,
         raise ConfigError(f"{out} holds a run with other {', '.join(changed)}; resume it with the options it was started "
                           "with, or choose another --out")
     w = current()
-    rec = RunRecord(runs=old.runs if old else {}, seeds=seeds, data=data.source, data_path=data.path, precision=precision,
-                    world_size=w.size, backend=w.backend, devices=_devices(device, w),
-                    device=_device_name(device), device_type=device.type,
-                    threads=torch.get_num_threads() if device.type == 'cpu' else None, torch=torch.__version__,
-                    command=command, eval_every=eval_every, epochs=s.epochs, experiment_names=names,
-                    models=models_info(s, data.dims), refused=refused, **inputs)
+    rec = RunRecord(runs=old.runs if old else {}, seeds=p.seeds, data=data.source, data_path=data.path, precision=p.precision,
+                    world_size=w.size, backend=w.backend, devices=devices_of(p.device, w),
+                    device=device_name(p.device), device_type=p.device.type,
+                    threads=torch.get_num_threads() if p.device.type == 'cpu' else None, torch=torch.__version__,
+                    command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
+                    models=models_info(s, data.dims), refused=p.refused, **inputs)
     t_start = time.perf_counter()
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)
-        rec.peak_rss_mb = max(_peak_rss_mb(), old.peak_rss_mb if old else 0)
+        rec.peak_rss_mb = max(peak_rss_mb(), old.peak_rss_mb if old else 0)
         if out and w.main: out.mkdir(parents=True, exist_ok=True); write_record(rec, out/'results.json')
-    def train(name, model, objective, seed, teacher_outputs=None, extra=(), epochs=s.epochs):
-        if (done := rec.runs.get(name, {}).get(str(seed))) is not None: log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
+    def train(name, model, objective, seed, teacher_outputs=None, extra=(), settings=s):
+        if (done := rec.runs.get(name, {}).get(str(seed))) is not None: p.log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
         t0 = time.perf_counter()
-        hist = fit(model, data, objective, teacher=teacher_outputs, epochs=epochs, lr=s.lr, augment=s.augment,
-                   bs=s.batch_size, seed=seed, precision=precision, channels_last=s.channels_last, device=device,
+        hist = fit(model, data, objective, teacher_outputs, settings, seed=seed, device=p.device,
                    checkpoint=out/'checkpoints'/f'{name}_seed{seed}.pt' if out else None, fingerprint_extra=extra,
-                   name=name if len(seeds) == 1 else f'{name} seed {seed}', eval_every=eval_every, progress=progress, log=log)
+                   name=name if len(p.seeds) == 1 else f'{name} seed {seed}', eval_every=p.eval_every, progress=p.progress, log=p.log)
         rec.runs.setdefault(name, {})[str(seed)] = {'accuracy': hist[-1]['test_accuracy'],
                                                    'seconds': round(time.perf_counter() - t0, 1), 'history': hist}
         save()
 
-    if TEACHER in names:
-        if out and resume and (out/'teacher.pt').exists() and TEACHER in rec.runs: teacher = load_teacher(out/'teacher.pt', s, data.dims)
+    teacher = p.teacher
+    if TEACHER in p.names:
+        if out and p.resume and (out/'teacher.pt').exists() and TEACHER in rec.runs: teacher = load_teacher(out/'teacher.pt', s, data.dims)
         else:
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
-            torch.manual_seed(seeds[0]); teacher = make_teacher(s, data.dims)
-            train(TEACHER, teacher, get_method('ce').make_objective(), seeds[0], epochs=s.teacher_epochs or s.epochs)
+            torch.manual_seed(p.seeds[0]); teacher = make_teacher(s, data.dims)
+            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=replace(s, epochs=s.teacher_epochs or s.epochs))
             if out and w.main: save_atomic(teacher.state_dict(), out/'teacher.pt')
-    students = [get_method(n) for n in names if n != TEACHER]
-    teacher_outputs, (t_layer, s_layer) = None, run_layers(s)
-    if teacher is not None and any(m.needs_teacher for m in students):
-        teacher = teacher.to(device)
-        if s.augment: log("augmentation: the teacher runs on every augmented batch (its outputs cannot be cached)")
-        if s.teacher_cache and not s.augment:
-            layers = (t_layer,) if any(m.needs_teacher and m.needs_hidden for m in students) else ()
-            t0 = time.perf_counter()
-            if w.size == 1: teacher_outputs = cached_teacher(teacher, data, precision=precision, channels_last=s.channels_last,
-                                                             device=device, progress=progress, log=log, layers=layers)
-            else: teacher_outputs = gathered_teacher_cache(teacher, data, w, precision=precision, channels_last=s.channels_last,
-                                                           device=device, progress=progress, layers=layers)
-            rec.seconds['teacher_cache'] = round(time.perf_counter() - t0, 1)
-        else: teacher_outputs = teacher
+    students = [get_method(n) for n in p.names if n != TEACHER]
+    teacher_outputs = _teacher_source(p, teacher, students, rec) if teacher is not None and any(m.needs_teacher for m in students) else None
     if teacher is not None: rec.teacher_weights = fingerprint(teacher.state_dict())
-    extra = (teacher_key(teacher, data, precision),) if teacher is not None else ()
+    extra = (teacher_key(teacher, data, p.precision),) if teacher is not None else ()
+    t_layer, s_layer = run_layers(s)
     for m in students:
-        for seed in seeds:
+        for seed in p.seeds:
             torch.manual_seed(seed)
             student = make_student(m, s, data.dims)
-            objective = m.make_objective(s.methods[m.name], shapes[m.experiment])
+            objective = m.make_objective(s.methods[m.name], p.shapes[m.experiment])
             if m.needs_hidden: objective.student_layer, objective.teacher_layer = s_layer, t_layer
             train(m.experiment, student, objective, seed, teacher_outputs, extra)
     save()
     return rec
+
+def _teacher_source(p:Plan, teacher:nn.Module, students:list, rec:RunRecord):
+    "What the students learn from: the teacher's cached outputs (the layers they compare), or the teacher itself."
+    s, w = p.settings, current()
+    teacher = teacher.to(p.device)
+    if s.augment: p.log("augmentation: the teacher runs on every augmented batch (its outputs cannot be cached)")
+    if not s.teacher_cache or s.augment: return teacher
+    layers = (run_layers(s)[0],) if any(m.needs_teacher and m.needs_hidden for m in students) else ()
+    t0 = time.perf_counter()
+    if w.size == 1: cache = cached_teacher(teacher, p.data, precision=p.precision, channels_last=s.channels_last,
+                                           device=p.device, progress=p.progress, log=p.log, layers=layers)
+    else: cache = gathered_teacher_cache(teacher, p.data, w, precision=p.precision, channels_last=s.channels_last,
+                                         device=p.device, progress=p.progress, layers=layers)
+    rec.seconds['teacher_cache'] = round(time.perf_counter() - t0, 1)
+    return cache

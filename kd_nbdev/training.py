@@ -5,6 +5,7 @@
 # %% ../nbs/02_training.ipynb #bc545860
 from __future__ import annotations
 import copy, math, time
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 import torch
@@ -14,13 +15,15 @@ from .images import Cifar10, CIFAR10_MEAN, CIFAR10_STD, norm_key
 from .batches import batches, augment_batch
 from .models import forward_with_features, autocast, resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
+from .params import check_fields
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
+from .config import Settings
 from .teachers import LiveTeacher
 from .evaluation import evaluate, evaluate_sharded
 from .distributed import current, shard_batches, global_mean, wrap, rng_states
 
 # %% auto #0
-__all__ = ['TrainingError', 'fit']
+__all__ = ['PLAIN', 'TrainingError', 'training_settings', 'fit']
 
 # %% ../nbs/02_training.ipynb #12afa4fc
 class TrainingError(RuntimeError):
@@ -69,23 +72,35 @@ def _model_outputs(logits, feats, layer) -> Outputs:
     return Outputs(logits.float(), feats.get(layer), feats)
 
 # %% ../nbs/02_training.ipynb #e992c8e2
+PLAIN = Settings(precision='fp32', channels_last=False)  # `fit`'s default: the plain PyTorch way, whatever `kd_run` prefers
+
+def training_settings(settings:Settings|None=None, # the run's settings; `PLAIN` when None
+                      **overrides) -> Settings: # fields of `Settings` to change (`bs` is `batch_size`'s old name)
+    "The settings `fit` trains with: `settings` (or `PLAIN`) with `overrides` applied and checked."
+    if 'bs' in overrides: overrides['batch_size'] = overrides.pop('bs')
+    if unknown := sorted(set(overrides) - {f.name for f in fields(Settings)}):
+        raise TypeError(f"fit() got unexpected keyword arguments {', '.join(unknown)} (the settings' fields: {', '.join(f.name for f in fields(Settings))})")
+    s = replace(settings or PLAIN, **overrides)
+    check_fields(s)
+    return s
+
 def fit(student:nn.Module, # the model being trained
         data:Cifar10, # training and test images
         objective:Objective|None=None, # the loss; cross-entropy when None
         teacher=None, # teacher model, or a callable `(images, indices) -> Outputs` such as a `TeacherCache`
-        epochs:int=10, lr:float=1e-3, bs:int=128,
+        settings:Settings|None=None, # how to train: epochs, lr, batch_size, precision, channels_last, augment (`PLAIN` when None)
         seed:int=42, # seeds the order of the training images
-        precision:str='fp32', # 'fp32', 'bf16' or 'auto'
-        channels_last:bool=False, # NHWC memory layout (faster convolutions on CPU)
         device=None,
         checkpoint:str|Path|None=None, # file for a checkpoint after each epoch; resumed from when it matches
         fingerprint_extra=(), # what else identifies the run (teacher weights, settings) for resuming
         name:str='', # how messages and progress bars call this run
         eval_every:int=1, # test after every `eval_every`-th epoch and after the last; 1 gives full training curves
         progress:bool=True, # show progress bars
-        augment:bool=False, # random crops and flips of the training images (`augment_batch`); needs a live teacher
-        log=print) -> list[dict]:
+        log=print,
+        **overrides) -> list[dict]: # any field of `settings` to change for this call, e.g. `epochs=2, lr=1e-2`
     "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
+    s = training_settings(settings, **overrides)
+    epochs, lr, bs, precision, channels_last, augment = s.epochs, s.lr, s.batch_size, s.precision, s.channels_last, s.augment
     if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     objective = objective or CrossEntropy()
     device = torch.device(device or default_device())
