@@ -13,8 +13,8 @@ _NAMES = {  # name -> the module that defines it
     'load_cifar10': 'data', 'Cifar10': 'images', 'CLASSES': 'images',
     'DeepNN': 'models', 'LightNN': 'models', 'count_parameters': 'models',
     'Settings': 'config', 'fit': 'training', 'evaluate': 'evaluation', 'predict': 'evaluation',
-    'get_method': 'methods.base', 'register': 'methods.base', 'Method': 'methods.base',
-    'Objective': 'methods.base', 'param': 'methods.base',
+    'get_method': 'methods.registry', 'register': 'methods.registry', 'Method': 'methods.registry',
+    'Objective': 'methods.base', 'param': 'params',
     'run_experiments': 'run', 'load_teacher': 'networks', 'read_record': 'record',
     'load_trained': 'export', 'Exported': 'export',
 }

@@ -6,19 +6,19 @@
 from __future__ import annotations
 from dataclasses import dataclass, field, fields, asdict, replace
 from .params import ConfigError, param, positive, positive_whole, fraction, one_of, check_fields
-from .methods.base import check_config, configs, get_method, methods, set_param
+from .methods.registry import check_config, configs, get_method, methods, set_param
 from .models import MODELS, ModelError, check_model_name
+from .recipes import Recipe, RECIPES, recipe, recipe_fields
 
 # %% auto #0
 __all__ = ['Settings', 'settings_dict', 'legacy_options', 'settings_from_dict']
 
 # %% ../nbs/06b_config.ipynb #75553e59
 @dataclass
-class Settings:
-    "Everything that defines a run's training, with the tutorial's values as defaults."
-    epochs: int = param(10, 'training epochs of every experiment', positive_whole)
-    lr: float = param(1e-3, 'Adam learning rate', positive)
-    batch_size: int = param(128, 'images per training step', positive_whole)
+class Settings(Recipe):
+    "Everything that defines a run's training: its recipe (the fields of `Recipe`), the networks, how it runs, every method's hyperparameters."
+    recipe: str = param('tutorial', f"a named training recipe ({', '.join(RECIPES)}): its fields are the defaults other options override", one_of(*RECIPES))
+    teacher_recipe: str = param(None, "the teacher's named recipe (default: the students' recipe and options); --teacher-epochs still applies", one_of(*RECIPES))
     teacher_dropout: float = param(0., "teacher's dropout probability (the tutorial's nn.Dropout(0,1) is p=0; upstream 0.1)", fraction)
     precision: str = param('auto', "'auto' (bf16 where the hardware has it), 'bf16' or 'fp32'; --faithful implies fp32",
                            one_of('auto', 'bf16', 'fp32'))
@@ -31,6 +31,17 @@ class Settings:
     teacher_epochs: int = param(None, "training epochs of the teacher (default: --epochs)", positive_whole)
     augment: bool = param(False, "random crops (padding 4) and horizontal flips of the training images; the teacher then runs on every augmented batch")
     methods: dict = field(default_factory=configs, metadata={'help': "every method's hyperparameters, by method name"})
+
+    @classmethod
+    def from_recipe(cls, name:str='tutorial', **given):
+        "Settings whose recipe fields are the named recipe's, with `given` fields (recipe or other) overriding them."
+        if name not in RECIPES: raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[name][0], **given, 'recipe': name})
+
+    def teacher_settings(self) -> Settings:
+        "The settings the teacher trains with: its own named recipe if it has one, else the students'; `teacher_epochs` if given."
+        s = replace(self, **recipe_fields(recipe(self.teacher_recipe))) if self.teacher_recipe else self
+        return replace(s, epochs=self.teacher_epochs or s.epochs)
 
     @classmethod
     def faithful(cls, **kwargs):

@@ -15,7 +15,7 @@ from .images import DataError
 from .data import load_cifar10
 from .record import RecordError, TEACHER
 from .params import ConfigError
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .models import count_parameters
 from .export import (Exported, ExportError, export_classifier, load_trained, need_onnx, quantize_int8,
                              verify_export, accuracy)

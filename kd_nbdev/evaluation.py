@@ -42,8 +42,9 @@ def evaluate(model:nn.Module, # any classifier of the images
     return 100 * (predict(model, data.x_test, mean=mean, std=std, **kwargs) == data.y_test).float().mean().item()
 
 # %% ../nbs/01d_evaluation.ipynb #453e2b05
-def evaluate_sharded(model:nn.Module, data:ImageData, world, # the processes' `World` (the distributed chapter)
-                     bs:int=500, # images per batch
+def evaluate_sharded(model:nn.Module, data:ImageData,
+                     world, # the processes' `World` (the distributed chapter)
+                     bs:int=500, # images per forward pass
                      **kwargs) -> float: # passed on to `predict` (`precision`, `device`, `channels_last`)
     "`evaluate` by the processes of `world` together: each predicts its own whole test batches, one all-reduce adds the results up."
     n, (mean, std) = len(data.y_test), data.stats()

@@ -12,7 +12,7 @@ from .cli import OneLineParser, add_field_options, dashes
 from .images import DataError
 from .data import load_data
 from .params import ConfigError, param, positive_whole, check_fields
-from .methods.base import methods, describe
+from .methods.registry import methods, describe
 from .training import TrainingError
 from .config import Settings
 from .record import RunRecord, RecordError, TEACHER, experiment_order, summarize

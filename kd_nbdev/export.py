@@ -15,7 +15,7 @@ from .cli import OneLineParser, dashes
 from .images import CIFAR10_MEAN, CIFAR10_STD, CLASSES, DataError
 from .data import load_cifar10
 from .params import ConfigError
-from .methods.base import get_method
+from .methods.registry import get_method
 from .config import settings_from_dict
 from .record import RecordError, TEACHER, read_record
 from .networks import make_student, load_teacher, record_dims

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 from .cli import OneLineParser, dashes
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .record import RunRecord, RecordError, TEACHER, read_record
 from .stats import as_record, students, label, mean_ci
 from .store import write_json

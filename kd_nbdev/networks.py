@@ -13,7 +13,8 @@ from .images import ImageData
 from .models import DeepNN, ModelError, make_model, default_layer, check_layer, count_parameters, forward_with_features
 from .store import load_safely
 from .params import ConfigError
-from .methods.base import Method, Shapes, get_method
+from .methods.base import Shapes
+from .methods.registry import Method, get_method
 from .config import Settings
 from .record import RunRecord
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
-from .methods.base import methods
+from .methods.registry import methods
 from .config import settings_from_dict
 from .record import TEACHER
 from .evaluation import predict

@@ -4,17 +4,20 @@
 
 # %% ../nbs/06c_record.ipynb #8f59dbb9
 from __future__ import annotations
-import csv, io, json, platform, re, sys
+import csv, hashlib, io, json, platform, re, subprocess, sys
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
+import numpy as np
+import kd_nbdev
+from . import __version__
 from .store import write_atomic, write_json
-from .methods.base import methods
+from .methods.registry import methods
 
 # %% auto #0
 __all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'history_rows',
            'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize', 'device_name',
-           'peak_rss_mb']
+           'peak_rss_mb', 'code_version', 'file_sha256', 'provenance']
 
 # %% ../nbs/06c_record.ipynb #2a5316e0
 SCHEMA = 2  # 1: the files written before this record existed (no `schema` key)
@@ -53,6 +56,8 @@ class RunRecord:
     dataset: dict = field(default_factory=dict) # the images: size, channels, classes, normalisation (and where it came from)
     models: dict = field(default_factory=dict) # 'teacher' and 'student': model name, compared layer, parameters
     refused: dict = field(default_factory=dict) # experiment -> why it was left out of an 'all' run (it does not fit these models)
+    objectives: dict = field(default_factory=dict) # experiment -> its objective's settings: class, weights, layers, the adapter it built
+    provenance: dict = field(default_factory=dict) # the code and data the numbers came from: version, commit, versions, data sha256
     schema: int = SCHEMA # this format's version
 
     def to_dict(self) -> dict: return asdict(self)
@@ -60,7 +65,7 @@ class RunRecord:
 # %% ../nbs/06c_record.ipynb #b65ed7d8
 _NUMBER, _NONE = (int, float), type(None)
 _KINDS = {'runs': dict, 'seeds': list, 'settings': dict, 'seconds': dict, 'experiments': dict, 'experiment_names': list,
-          'dataset': dict, 'models': dict, 'refused': dict,
+          'dataset': dict, 'models': dict, 'refused': dict, 'objectives': dict, 'provenance': dict,
           'data': str, 'data_path': (str, _NONE), 'train_size': (int, _NONE), 'test_size': (int, _NONE),
           'data_key': (str, _NONE), 'teacher_weights': (str, _NONE), 'precision': str, 'device': str, 'device_type': str,
           'threads': (int, _NONE), 'world_size': int, 'backend': (str, _NONE), 'devices': list, 'torch': str, 'command': str, 'eval_every': int, 'epochs': (int, _NONE),
@@ -192,3 +197,30 @@ def peak_rss_mb() -> float:
     except ImportError: return 0.
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
+
+# %% ../nbs/06c_record.ipynb #bccc11d4
+def _git(root:Path, *args) -> str|None:
+    try: p = subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError): return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+def code_version() -> dict:
+    "The package's version, and its git commit and `dirty` flag when it runs from a clone (else `None`)."
+    root = Path(kd_nbdev.__file__).resolve().parents[1]  # the clone, for a development install
+    commit = _git(root, 'rev-parse', 'HEAD') if (root/'.git').exists() else None
+    dirty = None if commit is None else bool(_git(root, 'status', '--porcelain', '--untracked-files=no', '--', 'kd_nbdev', 'nbs', 'settings.ini', 'setup.py'))
+    return {'package': __version__, 'commit': commit, 'dirty': dirty}
+
+def file_sha256(path) -> str|None:
+    "The sha256 of the file at `path` (`None` for a folder or nothing)."
+    path = Path(path) if path else None
+    if not (path and path.is_file()): return None
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def provenance(data_path=None) -> dict:
+    "What a results file records of its origin: the code's version and commit, the libraries' versions, the data file's sha256."
+    return {**code_version(), 'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,
+            'numpy': np.__version__, 'data_sha256': file_sha256(data_path)}

@@ -13,7 +13,7 @@ from .rundir import unwritable
 from .images import Cifar10, DataError
 from .data import load_cifar10
 from .store import load_safely
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .config import settings_from_dict
 from .record import RunRecord, RecordError, TEACHER, read_record
 from .networks import make_student, make_teacher, record_dims, with_recorded_norm

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06d_run.ipynb #0a68973f
 from __future__ import annotations
-import time
+import json, time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -12,14 +12,15 @@ from pathlib import Path
 import torch
 from torch import nn
 from .images import Cifar10, ImageData
+from .data import SAMPLES
 from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError
-from .methods.base import get_method
+from .methods.registry import get_method
 from .teachers import cached_teacher, teacher_key
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
-from .record import RunRecord, TEACHER, experiment_order, write_record, device_name, peak_rss_mb
+from .record import RunRecord, TEACHER, experiment_order, write_record, device_name, peak_rss_mb, provenance
 from .networks import CIFAR10_DIMS, make_teacher, make_student, run_layers, probe_layers, method_shapes, load_teacher, models_info
 from .rundir import folder_lock, check_out, read_old
 from .distributed import current, start, local_device, gathered_teacher_cache, on_main, devices_of
@@ -173,7 +174,8 @@ def _run(p:Plan) -> RunRecord:
                     device=device_name(p.device), device_type=p.device.type,
                     threads=torch.get_num_threads() if p.device.type == 'cpu' else None, torch=torch.__version__,
                     command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
-                    models=models_info(s, data.dims), refused=p.refused, **inputs)
+                    models=models_info(s, data.dims), refused=p.refused,
+                    provenance=provenance(SAMPLES.get(data.path, data.path)), **inputs)
     t_start = time.perf_counter()
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)
@@ -195,7 +197,7 @@ def _run(p:Plan) -> RunRecord:
         else:
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
             torch.manual_seed(p.seeds[0]); teacher = make_teacher(s, data.dims)
-            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=replace(s, epochs=s.teacher_epochs or s.epochs))
+            train(TEACHER, teacher, get_method('ce').make_objective(), p.seeds[0], settings=s.teacher_settings())
             if out and w.main: save_atomic(teacher.state_dict(), out/'teacher.pt')
     students = [get_method(n) for n in p.names if n != TEACHER]
     teacher_outputs = _teacher_source(p, teacher, students, rec) if teacher is not None and any(m.needs_teacher for m in students) else None
@@ -208,6 +210,7 @@ def _run(p:Plan) -> RunRecord:
             student = make_student(m, s, data.dims)
             objective = m.make_objective(s.methods[m.name], p.shapes[m.experiment])
             if m.needs_hidden: objective.student_layer, objective.teacher_layer = s_layer, t_layer
+            rec.objectives[m.experiment] = json.loads(json.dumps(objective.settings()))  # the adapter it built for these networks, among the rest
             train(m.experiment, student, objective, seed, teacher_outputs, extra)
     save()
     return rec

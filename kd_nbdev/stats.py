@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy.stats import t as student_t
 from .params import ConfigError
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .record import RunRecord, TEACHER, experiment_order, record_from_dict
 
 # %% ../nbs/10_results.ipynb #73610cf2

@@ -14,7 +14,7 @@ from .cli import OneLineParser, add_field_options, dashes
 from .images import DataError
 from .data import load_cifar10
 from .params import ConfigError
-from .methods.base import BASELINE, get_method
+from .methods.registry import BASELINE, get_method
 from .config import Settings
 from .record import RecordError, read_record
 from .run import run_experiments

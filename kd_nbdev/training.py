@@ -18,6 +18,7 @@ from .store import save_atomic, load_safely, fingerprint, pause_point
 from .params import check_fields
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
 from .config import Settings
+from .recipes import make_optimizer, make_scheduler, recipe_key
 from .teachers import LiveTeacher
 from .evaluation import evaluate, evaluate_sharded
 from .distributed import current, shard_batches, global_mean, wrap, rng_states
@@ -34,22 +35,23 @@ def _check_finite(loss, name, epoch, batch):
         raise TrainingError(f"{name or 'training'}: the loss became {loss} at epoch {epoch}, batch {batch}. "
                             "Lower the learning rate or check the data and the loss weights.")
 
-def _restore(ckpt, student, objective, opt, gen):
+def _restore(ckpt, parts:dict, gen):
     epoch, history = ckpt['epoch'], ckpt['history']
     if not isinstance(epoch, int) or not isinstance(history, list) or len(history) != epoch:
         raise ValueError(f"its epoch {epoch!r} does not match its history")
-    student.load_state_dict(ckpt['student']); objective.load_state_dict(ckpt['objective'])
-    opt.load_state_dict(ckpt['optimizer']); gen.set_state(ckpt['generator'])
+    for k, part in parts.items(): part.load_state_dict(ckpt[k])
+    gen.set_state(ckpt['generator'])
     torch.set_rng_state(ckpt['torch_rng'])
     return epoch, history
 
-def _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log):
-    "Restore `ckpt`; if any part of it does not fit (a file with the right keys but the wrong contents), undo and start afresh."
-    fresh = copy.deepcopy((student.state_dict(), objective.state_dict(), opt.state_dict(), gen.get_state(), torch.get_rng_state()))
-    try: return _restore(ckpt, student, objective, opt, gen)
+def _restore_or_start(ckpt, parts:dict, gen, checkpoint, log):
+    "Restore `ckpt` into `parts` (name -> what has a state dict); if any part does not fit (a file with the right keys but the wrong contents), undo and start afresh."
+    fresh = copy.deepcopy(({k: part.state_dict() for k, part in parts.items()}, gen.get_state(), torch.get_rng_state()))
+    try: return _restore(ckpt, parts, gen)
     except Exception as e:  # whatever the file holds: it is ignored, like an unreadable one
-        s, o, p, g, r = fresh
-        student.load_state_dict(s); objective.load_state_dict(o); opt.load_state_dict(p); gen.set_state(g); torch.set_rng_state(r)
+        states, g, r = fresh
+        for k, part in parts.items(): part.load_state_dict(states[k])
+        gen.set_state(g); torch.set_rng_state(r)
         log(f"ignoring checkpoint {checkpoint}: its contents do not fit this run ({type(e).__name__})")
         return 0, []
 
@@ -100,7 +102,7 @@ def fit(student:nn.Module, # the model being trained
         **overrides) -> list[dict]: # any field of `settings` to change for this call, e.g. `epochs=2, lr=1e-2`
     "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
     s = training_settings(settings, **overrides)
-    epochs, lr, bs, precision, channels_last, augment = s.epochs, s.lr, s.batch_size, s.precision, s.channels_last, s.augment
+    epochs, bs, precision, channels_last, augment = s.epochs, s.batch_size, s.precision, s.channels_last, s.augment
     if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     objective = objective or CrossEntropy()
     device = torch.device(device or default_device())
@@ -119,22 +121,25 @@ def fit(student:nn.Module, # the model being trained
             raise ValueError(f"{name or type(objective).__name__}: with augmentation the teacher must see the augmented images: give the teacher model, not its cached outputs")
         if missing := [l for l in objective.teacher_layers if l not in getattr(teacher, 'layers', objective.teacher_layers)]:
             raise ValueError(f"{name or type(objective).__name__} compares the teacher's layer {missing[0]!r}, which the teacher source does not hold")
-    opt = torch.optim.Adam([*student.parameters(), *objective.parameters()], lr=lr)
+    n_batches = math.ceil(len(data.y_train) / bs)
+    opt = make_optimizer([*student.parameters(), *objective.parameters()], s)  # the recipe's (the tutorial's: Adam at 1e-3)
+    sched = make_scheduler(opt, s, n_batches)  # stepped after every step; None while the rate is constant
+    opt_params = [p for g in opt.param_groups for p in g['params']]
+    parts = {'student': student, 'objective': objective, 'optimizer': opt, **({'scheduler': sched} if sched else {})}
     gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
     mean, std = data.stats()
     w = current()  # the processes torchrun started, or this one alone (then nothing below changes)
     progress = progress and w.main
-    key = fingerprint(objective.settings(), epochs, lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
-                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.x_train, fingerprint_extra)
+    key = fingerprint(objective.settings(), epochs, s.lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
+                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.x_train, fingerprint_extra, *recipe_key(s))
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
-        start, history = _restore_or_start(ckpt, student, objective, opt, gen, checkpoint, log)
+        start, history = _restore_or_start(ckpt, parts, gen, checkpoint, log)
         if start: log(f"{name}: resuming after epoch {start} from {checkpoint}")
         if start and 'torch_rng_ranks' in ckpt: torch.set_rng_state(ckpt['torch_rng_ranks'][w.rank])  # each process's dropout goes on as it was
     model, loss_fn = wrap(student, w), wrap(objective, w)  # DDP averages the gradients of the processes (one process: the modules themselves)
-    n_batches = math.ceil(len(data.y_train) / bs)
     for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
-        t0, sums = time.perf_counter(), {}
+        t0, sums, lr = time.perf_counter(), {}, opt.param_groups[0]['lr']  # the rate of the epoch's first step
         student.train()
         bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
                            device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
@@ -154,7 +159,9 @@ def fit(student:nn.Module, # the model being trained
             _check_finite(shown['loss'].item(), name, epoch + 1, i + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if s.clip_grad_norm: torch.nn.utils.clip_grad_norm_(opt_params, s.clip_grad_norm)
             opt.step()
+            if sched: sched.step()
             for k, v in shown.items(): sums[k] = sums.get(k, 0.) + v.item()
             # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
             # epochs redraw at every step (on long ones that would cost time and change nothing one can read)
@@ -164,15 +171,14 @@ def fit(student:nn.Module, # the model being trained
         test = evaluate if w.size == 1 else partial(evaluate_sharded, world=w)  # the plain student: processes test different batches
         accuracy = test(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
         now = time.perf_counter()
-        row = {'epoch': epoch + 1, **{k: v / n_batches for k, v in sums.items()}, 'test_accuracy': accuracy,
+        row = {'epoch': epoch + 1, **{k: v / n_batches for k, v in sums.items()}, **({'lr': lr} if sched else {}), 'test_accuracy': accuracy,
                'seconds': round(now - t0, 2), # the whole epoch, its test pass included
                'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
         history.append(row)
         if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
         ranks = rng_states(w) if checkpoint and w.size > 1 else None  # every process's random state: each one's dropout differs
         if checkpoint and w.main:  # one process writes; all of them resume from the file
-            save_atomic({'student': student.state_dict(), 'objective': objective.state_dict(), 'optimizer': opt.state_dict(),
-                         'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
+            save_atomic({**{k: part.state_dict() for k, part in parts.items()}, 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
                          'history': history, 'fingerprint': key, **({'torch_rng_ranks': ranks} if ranks else {})}, checkpoint)
             pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
     return history

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from kd_nbdev.data import load_cifar10
 from kd_nbdev.models import DeepNN, LightNN
 from kd_nbdev.training import fit
-from kd_nbdev.methods.base import Objective, Method, register, param, weight, methods
+from kd_nbdev.params import param, weight
+from kd_nbdev.methods.base import Objective
+from kd_nbdev.methods.registry import Method, register, methods
 from kd_nbdev.methods.kd import SoftTargetKD
 from kd_nbdev.experiments import kd_run
 from kd_nbdev.record import read_record
@@ -29,11 +31,10 @@ class ConfidenceConfig:
 
 class MatchConfidence(Objective):
     "A toy method: the student's top probability pulled towards the teacher's."
-    needs_teacher = True
-    def __init__(self, conf_weight=0.3, ce_weight=0.7): super().__init__(conf=conf_weight, ce=ce_weight)
+    Config, weighted_by, needs_teacher = ConfidenceConfig, {'conf': 'conf_weight'}, True
     def terms(self, student, batch, teacher):
         top = lambda z: z.softmax(1).max(1).values
-        return {'conf': F.mse_loss(top(student.logits), top(teacher.logits)), 'ce': F.cross_entropy(student.logits, batch.labels)}
+        return {'conf': F.mse_loss(top(student.logits), top(teacher.logits))}
 
 
 def test_a_method_registered_here_runs_through_kd_run(tmp_path):

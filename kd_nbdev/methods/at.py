@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, weight, positive_whole, match_maps, pooled_build
+from ..params import param, weight, positive_whole
+from .base import Objective, Outputs, match_maps, map_adapter
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['AT', 'attention_map', 'attention_loss', 'AttentionTransfer', 'ATConfig']
+__all__ = ['AT', 'attention_map', 'attention_loss', 'ATConfig', 'AttentionTransfer']
 
 # %% ../../nbs/05a_methods/04_at.ipynb #28a3b1cd
 def attention_map(hidden:torch.Tensor, # feature maps, `(N, C, H, W)`
@@ -23,23 +25,6 @@ def attention_loss(student_hidden:torch.Tensor, teacher_hidden:torch.Tensor, p:i
     "Mean squared difference of the student's and the teacher's attention maps (maps of equal spatial size)."
     return (attention_map(student_hidden, p) - attention_map(teacher_hidden, p)).pow(2).mean()
 
-# %% ../../nbs/05a_methods/04_at.ipynb #8b6ae5e8
-class AttentionTransfer(Objective):
-    "Attention transfer: `at_weight`·mean squared difference of the attention maps + `ce_weight`·cross-entropy."
-    needs_teacher = needs_hidden = True
-    def __init__(self, at_weight:float=1000., ce_weight:float=1., p:int=2):
-        super().__init__(at=at_weight, ce=ce_weight)
-        self.p = p
-
-    def terms(self, student, batch, teacher):
-        return {'at': attention_loss(*match_maps(student.hidden, teacher.hidden), self.p),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
-    def check_hidden(self, student_shape, teacher_shape):
-        if len(student_shape) != 3 or len(teacher_shape) != 3:
-            raise ValueError(f"attention transfer compares feature maps (channels, height, width), not shapes "
-                             f"{tuple(student_shape)} and {tuple(teacher_shape)}; compare a convolutional layer's output")
-
 # %% ../../nbs/05a_methods/04_at.ipynb #95ce6427
 @dataclass
 class ATConfig:
@@ -48,5 +33,19 @@ class ATConfig:
     ce_weight: float = param(1., 'weight of cross-entropy with the labels', weight)
     p: int = param(2, 'exponent of the activations in the attention map (2 in the paper)', positive_whole)
 
-AT = register(Method('at', 'AT', ATConfig, AttentionTransfer, build=pooled_build, order=20,
+# %% ../../nbs/05a_methods/04_at.ipynb #8b6ae5e8
+class AttentionTransfer(Objective):
+    "Attention transfer: `at_weight`·mean squared difference of the attention maps + `ce_weight`·cross-entropy."
+    Config, weighted_by = ATConfig, {'at': 'at_weight'}
+    needs_teacher = needs_hidden = True
+    def terms(self, student, batch, teacher): return {'at': attention_loss(*match_maps(student.hidden, teacher.hidden), self.config.p)}
+    def describe_adapter(self, shapes): return map_adapter(shapes)
+
+    def check_hidden(self, student_shape, teacher_shape):
+        if len(student_shape) != 3 or len(teacher_shape) != 3:
+            raise ValueError(f"attention transfer compares feature maps (channels, height, width), not shapes "
+                             f"{tuple(student_shape)} and {tuple(teacher_shape)}; compare a convolutional layer's output")
+
+# %% ../../nbs/05a_methods/04_at.ipynb #5a2154b3
+AT = register(Method('at', 'AT', ATConfig, AttentionTransfer, order=20,
                      summary="the student's attention maps (channels' mean of squared activations) made the teacher's"))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, weight
+from ..params import param, weight
+from .base import Objective, Outputs
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['COSINE', 'flat_features', 'cosine_loss', 'CosineHint', 'CosineConfig']
+__all__ = ['COSINE', 'flat_features', 'cosine_loss', 'CosineConfig', 'CosineHint']
 
 # %% ../../nbs/04_cosine.ipynb #e94a2a1c
 def flat_features(hidden:torch.Tensor, # hidden state, `(N, ...)`
@@ -29,17 +31,6 @@ def cosine_loss(student_features:torch.Tensor, teacher_features:torch.Tensor) ->
     target = torch.ones(len(student_features), device=student_features.device)
     return F.cosine_embedding_loss(student_features, teacher_features, target)
 
-class CosineHint(Objective):
-    "`hidden_weight`·cosine loss between flattened features (the teacher's pooled to the student's size) + `ce_weight`·cross-entropy."
-    needs_teacher = needs_hidden = True
-    def __init__(self, hidden_weight:float=0.3, ce_weight:float=0.7): super().__init__(cosine=hidden_weight, ce=ce_weight)
-
-    def terms(self, student, batch, teacher):
-        s, t = student.hidden.flatten(1), teacher.hidden.flatten(1)
-        if s.shape[1] > t.shape[1]: s = flat_features(s, t.shape[1])
-        else: t = flat_features(t, s.shape[1])
-        return {'cosine': cosine_loss(s, t), 'ce': F.cross_entropy(student.logits, batch.labels)}
-
 # %% ../../nbs/04_cosine.ipynb #457d6a98
 @dataclass
 class CosineConfig:
@@ -47,5 +38,18 @@ class CosineConfig:
     hidden_weight: float = param(0.3, 'weight of the cosine loss between the hidden states', weight, option='cosine_weight')
     ce_weight: float = param(0.7, 'weight of cross-entropy with the labels', weight, option='cosine_ce_weight')
 
+# %% ../../nbs/04_cosine.ipynb #3d8b1016
+class CosineHint(Objective):
+    "`hidden_weight`·cosine loss between flattened features (the teacher's pooled to the student's size) + `ce_weight`·cross-entropy."
+    Config, weighted_by = CosineConfig, {'cosine': 'hidden_weight'}
+    needs_teacher = needs_hidden = True
+
+    def terms(self, student, batch, teacher):
+        s, t = student.hidden.flatten(1), teacher.hidden.flatten(1)
+        if s.shape[1] > t.shape[1]: s = flat_features(s, t.shape[1])
+        else: t = flat_features(t, s.shape[1])
+        return {'cosine': cosine_loss(s, t)}
+
+# %% ../../nbs/04_cosine.ipynb #0dd8d130
 COSINE = register(Method('cosine', 'cosine', CosineConfig, CosineHint, order=2,
                          summary="the student's flattened features turned towards the teacher's (pooled to its size)"))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, positive, weight
+from ..params import param, positive, weight
+from .base import Objective, Outputs
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['DIST', 'pearson_rows', 'inter_class_loss', 'intra_class_loss', 'CorrelationKD', 'DISTConfig']
+__all__ = ['DIST', 'pearson_rows', 'inter_class_loss', 'intra_class_loss', 'DISTConfig', 'CorrelationKD']
 
 # %% ../../nbs/05a_methods/02_dist.ipynb #52918080
 def pearson_rows(a:torch.Tensor, b:torch.Tensor,
@@ -35,19 +37,6 @@ def intra_class_loss(student_logits:torch.Tensor, teacher_logits:torch.Tensor,
     p_s, p_t = F.softmax(student_logits / tau, 1), F.softmax(teacher_logits / tau, 1)
     return tau**2 * (1 - pearson_rows(p_s.T, p_t.T).mean())
 
-# %% ../../nbs/05a_methods/02_dist.ipynb #ad6863d3
-class CorrelationKD(Objective):
-    "DIST: `beta`·inter-class + `gamma`·intra-class relation losses at temperature `tau` + `ce_weight`·cross-entropy."
-    needs_teacher = True
-    def __init__(self, beta:float=2., gamma:float=2., tau:float=4., ce_weight:float=1.):
-        super().__init__(inter=beta, intra=gamma, ce=ce_weight)
-        self.tau = tau
-
-    def terms(self, student, batch, teacher):
-        s, t = student.logits, teacher.logits
-        return {'inter': inter_class_loss(s, t, self.tau), 'intra': intra_class_loss(s, t, self.tau),
-                'ce': F.cross_entropy(s, batch.labels)}
-
 # %% ../../nbs/05a_methods/02_dist.ipynb #01cf2d83
 @dataclass
 class DISTConfig:
@@ -57,5 +46,15 @@ class DISTConfig:
     tau: float = param(4., 'temperature of both softmaxes (4 on CIFAR-100, 1 on ImageNet)', positive)
     ce_weight: float = param(1., 'weight of cross-entropy with the labels', weight)
 
+# %% ../../nbs/05a_methods/02_dist.ipynb #ad6863d3
+class CorrelationKD(Objective):
+    "DIST: `beta`·inter-class + `gamma`·intra-class relation losses at temperature `tau` + `ce_weight`·cross-entropy."
+    Config, weighted_by, needs_teacher = DISTConfig, {'inter': 'beta', 'intra': 'gamma'}, True
+
+    def terms(self, student, batch, teacher):
+        s, t, tau = student.logits, teacher.logits, self.config.tau
+        return {'inter': inter_class_loss(s, t, tau), 'intra': intra_class_loss(s, t, tau)}
+
+# %% ../../nbs/05a_methods/02_dist.ipynb #a758d9f3
 DIST = register(Method('dist', 'DIST', DISTConfig, CorrelationKD, order=11,
                        summary="the teacher's probabilities matched by Pearson correlation, across classes and across the batch"))

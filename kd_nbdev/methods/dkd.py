@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Batch, Method, register, param, positive, weight, fraction
+from ..params import param, positive, weight, fraction
+from .base import Objective, Outputs, Batch
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['DKD', 'tckd_loss', 'nckd_loss', 'warmup_factor', 'DecoupledKD', 'DKDConfig']
+__all__ = ['DKD', 'tckd_loss', 'nckd_loss', 'warmup_factor', 'DKDConfig', 'DecoupledKD']
 
 # %% ../../nbs/05a_methods/01_dkd.ipynb #5862411f
 def _true_class_mask(logits:torch.Tensor, labels:torch.Tensor) -> torch.Tensor:
@@ -50,20 +52,6 @@ def warmup_factor(progress:float, # fraction of training done, 0 to 1
     "Linear warm-up: `min(progress / warmup, 1)`, and 1 when there is no warm-up."
     return 1. if warmup <= 0 else min(progress / warmup, 1.)
 
-# %% ../../nbs/05a_methods/01_dkd.ipynb #17c88b10
-class DecoupledKD(Objective):
-    "Decoupled KD: warm-up × (`alpha`·TCKD + `beta`·NCKD) at temperature `T` + `ce_weight`·cross-entropy."
-    needs_teacher = True
-    def __init__(self, alpha:float=1., beta:float=8., T:float=4., ce_weight:float=1., warmup:float=20/240):
-        super().__init__(tckd=alpha, nckd=beta, ce=ce_weight)
-        self.T, self.warmup = T, warmup
-
-    def terms(self, student, batch, teacher):
-        w = warmup_factor(batch.progress, self.warmup)
-        s, t, y = student.logits, teacher.logits, batch.labels
-        return {'tckd': w * tckd_loss(s, t, y, self.T), 'nckd': w * nckd_loss(s, t, y, self.T),
-                'ce': F.cross_entropy(s, y)}
-
 # %% ../../nbs/05a_methods/01_dkd.ipynb #f6e46b8f
 @dataclass
 class DKDConfig:
@@ -74,5 +62,16 @@ class DKDConfig:
     ce_weight: float = param(1., 'weight of cross-entropy with the labels', weight)
     warmup: float = param(20/240, 'fraction of training over which TCKD and NCKD rise linearly from 0 to full weight (0: none)', fraction)
 
+# %% ../../nbs/05a_methods/01_dkd.ipynb #17c88b10
+class DecoupledKD(Objective):
+    "Decoupled KD: warm-up × (`alpha`·TCKD + `beta`·NCKD) at temperature `T` + `ce_weight`·cross-entropy."
+    Config, weighted_by, needs_teacher = DKDConfig, {'tckd': 'alpha', 'nckd': 'beta'}, True
+
+    def terms(self, student, batch, teacher):
+        w, T = warmup_factor(batch.progress, self.config.warmup), self.config.T
+        s, t, y = student.logits, teacher.logits, batch.labels
+        return {'tckd': w * tckd_loss(s, t, y, T), 'nckd': w * nckd_loss(s, t, y, T)}
+
+# %% ../../nbs/05a_methods/01_dkd.ipynb #a325451e
 DKD = register(Method('dkd', 'DKD', DKDConfig, DecoupledKD, order=10,
                       summary='KD split into target-class and non-target-class parts, weighted alpha and beta, with a warm-up'))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, positive, weight
+from ..params import param, positive, weight
+from .base import Objective, Outputs
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['KD', 'soft_target_loss', 'SoftTargetKD', 'KDConfig']
+__all__ = ['KD', 'soft_target_loss', 'KDConfig', 'SoftTargetKD']
 
 # %% ../../nbs/03_kd.ipynb #94fc2d73
 def soft_target_loss(student_logits:torch.Tensor, teacher_logits:torch.Tensor,
@@ -20,17 +22,6 @@ def soft_target_loss(student_logits:torch.Tensor, teacher_logits:torch.Tensor,
     soft_targets = F.softmax(teacher_logits / T, dim=-1)
     return -(soft_targets * F.log_softmax(student_logits / T, dim=-1)).sum(-1).mean() * T**2
 
-# %% ../../nbs/03_kd.ipynb #64d47d1b
-class SoftTargetKD(Objective):
-    "Knowledge distillation: `soft_weight`·soft-target loss at temperature `T` + `ce_weight`·cross-entropy."
-    needs_teacher = True
-    def __init__(self, T:float=5., soft_weight:float=0.5, ce_weight:float=0.5):
-        super().__init__(soft=soft_weight, ce=ce_weight)
-        self.T = T
-    def terms(self, student, batch, teacher):
-        return {'soft': soft_target_loss(student.logits, teacher.logits, self.T),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
 # %% ../../nbs/03_kd.ipynb #dcac5de3
 @dataclass
 class KDConfig:
@@ -39,4 +30,11 @@ class KDConfig:
     soft_weight: float = param(0.5, 'weight of the soft-target loss', weight, option='soft_weight')
     ce_weight: float = param(0.5, 'weight of cross-entropy with the labels', weight, option='kd_ce_weight')
 
+# %% ../../nbs/03_kd.ipynb #64d47d1b
+class SoftTargetKD(Objective):
+    "Knowledge distillation: `soft_weight`·soft-target loss at temperature `T` + `ce_weight`·cross-entropy."
+    Config, weighted_by, needs_teacher = KDConfig, {'soft': 'soft_weight'}, True
+    def terms(self, student, batch, teacher): return {'soft': soft_target_loss(student.logits, teacher.logits, self.config.T)}
+
+# %% ../../nbs/03_kd.ipynb #3f84c4ac
 KD = register(Method('kd', 'KD', KDConfig, SoftTargetKD, order=1, summary="Hinton's soft targets at temperature T"))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, positive, weight
+from ..params import param, positive, weight
+from .base import Objective, Outputs
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['LOGIT_STD', 'standardize', 'standardized_kd_loss', 'StandardizedKD', 'LogitStdConfig']
+__all__ = ['LOGIT_STD', 'standardize', 'standardized_kd_loss', 'LogitStdConfig', 'StandardizedKD']
 
 # %% ../../nbs/05a_methods/03_logit_std.ipynb #96845645
 def standardize(logits:torch.Tensor,
@@ -28,18 +30,6 @@ def standardized_kd_loss(student_logits:torch.Tensor, teacher_logits:torch.Tenso
     log_t = F.log_softmax(standardize(teacher_logits) / T, 1)
     return (log_t.exp() * (log_t - log_s)).sum(1).mean() * T**2
 
-# %% ../../nbs/05a_methods/03_logit_std.ipynb #96b8b769
-class StandardizedKD(Objective):
-    "KD on z-scored logits: `kd_weight`·KL at base temperature `T` + `ce_weight`·cross-entropy on the raw logits."
-    needs_teacher = True
-    def __init__(self, T:float=2., kd_weight:float=9., ce_weight:float=0.1):
-        super().__init__(kd=kd_weight, ce=ce_weight)
-        self.T = T
-
-    def terms(self, student, batch, teacher):
-        return {'kd': standardized_kd_loss(student.logits, teacher.logits, self.T),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
 # %% ../../nbs/05a_methods/03_logit_std.ipynb #5af18221
 @dataclass
 class LogitStdConfig:
@@ -48,5 +38,12 @@ class LogitStdConfig:
     kd_weight: float = param(9., 'weight of the KL divergence between the z-scored softmaxes', weight)
     ce_weight: float = param(0.1, 'weight of cross-entropy with the labels (on the raw logits)', weight)
 
+# %% ../../nbs/05a_methods/03_logit_std.ipynb #96b8b769
+class StandardizedKD(Objective):
+    "KD on z-scored logits: `kd_weight`·KL at base temperature `T` + `ce_weight`·cross-entropy on the raw logits."
+    Config, weighted_by, needs_teacher = LogitStdConfig, {'kd': 'kd_weight'}, True
+    def terms(self, student, batch, teacher): return {'kd': standardized_kd_loss(student.logits, teacher.logits, self.config.T)}
+
+# %% ../../nbs/05a_methods/03_logit_std.ipynb #569e656e
 LOGIT_STD = register(Method('logit_std', 'KD + logit std.', LogitStdConfig, StandardizedKD, order=12,
                             summary="KD on z-scored logits: the student matches the teacher's pattern, not its scale"))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Method, register, param, weight, positive
+from ..params import param, weight, positive
+from .base import Objective
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['PKT', 'similarity_distribution', 'pkt_loss', 'PKTLoss', 'PKTConfig']
+__all__ = ['PKT', 'similarity_distribution', 'pkt_loss', 'PKTConfig', 'PKTLoss']
 
 # %% ../../nbs/05a_methods/06_pkt.ipynb #87752f6c
 def similarity_distribution(features:torch.Tensor, # `(N, ...)`: one feature vector (or map) per image
@@ -30,17 +32,6 @@ def pkt_loss(student_features:torch.Tensor, teacher_features:torch.Tensor,
     q = similarity_distribution(student_features, eps)
     return (p * torch.log((p + eps) / (q + eps))).mean()
 
-# %% ../../nbs/05a_methods/06_pkt.ipynb #7a44de77
-class PKTLoss(Objective):
-    "Probabilistic knowledge transfer: `pkt_weight`·KL between the batch's similarity distributions + `ce_weight`·cross-entropy."
-    needs_teacher = needs_hidden = True
-    def __init__(self, pkt_weight:float=30_000., ce_weight:float=1., eps:float=1e-7):
-        super().__init__(pkt=pkt_weight, ce=ce_weight)
-        self.eps = eps
-    def terms(self, student, batch, teacher):
-        return {'pkt': pkt_loss(student.hidden, teacher.hidden, self.eps),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
 # %% ../../nbs/05a_methods/06_pkt.ipynb #ec41ea02
 @dataclass
 class PKTConfig:
@@ -49,5 +40,13 @@ class PKTConfig:
     ce_weight: float = param(1., 'weight of cross-entropy with the labels', weight)
     eps: float = param(1e-7, 'added to the feature norms and inside the logarithm', positive)
 
+# %% ../../nbs/05a_methods/06_pkt.ipynb #7a44de77
+class PKTLoss(Objective):
+    "Probabilistic knowledge transfer: `pkt_weight`·KL between the batch's similarity distributions + `ce_weight`·cross-entropy."
+    Config, weighted_by = PKTConfig, {'pkt': 'pkt_weight'}
+    needs_teacher = needs_hidden = True
+    def terms(self, student, batch, teacher): return {'pkt': pkt_loss(student.hidden, teacher.hidden, self.config.eps)}
+
+# %% ../../nbs/05a_methods/06_pkt.ipynb #ce5e60fe
 PKT = register(Method('pkt', 'PKT', PKTConfig, PKTLoss, order=22,
                       summary="the student copies the teacher's cosine-similarity distributions over the batch (Passalis & Tefas 2018)"))

@@ -9,33 +9,12 @@ from torch import nn
 import torch.nn.functional as F
 from dataclasses import dataclass
 from ..models import LightNN
-from .base import (Objective, Outputs, CrossEntropy, Method, ConfigError, register, param, weight, one_of,
-                                   match_maps, map_adapter)
+from ..params import ConfigError, param, weight, one_of
+from .base import Objective, Outputs, CrossEntropy, Shapes, match_maps, map_adapter
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['REGRESSOR', 'CE_KERNEL2', 'RegressorHint', 'RegressorConfig', 'KernelConfig']
-
-# %% ../../nbs/05_regressor.ipynb #5e22fd14
-class RegressorHint(Objective):
-    "`hidden_weight`·MSE between a trainable conv of the student's feature map and the teacher's + `ce_weight`·cross-entropy."
-    needs_teacher = needs_hidden = True
-    def __init__(self, student_channels:int=16, teacher_channels:int=32,
-                 hidden_weight:float=0.7, ce_weight:float=0.3):
-        super().__init__(mse=hidden_weight, ce=ce_weight)
-        self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=3, padding=1)
-
-    def terms(self, student, batch, teacher):
-        regressed, target = match_maps(self.regressor(student.hidden), teacher.hidden)  # the same size unless the maps differ
-        return {'mse': F.mse_loss(regressed, target), 'ce': F.cross_entropy(student.logits, batch.labels)}
-
-    def check_hidden(self, student_shape, teacher_shape):
-        if len(student_shape) != 3 or len(teacher_shape) != 3:
-            raise ValueError(f"the regressor is a convolution between feature maps (channels, height, width), not shapes "
-                             f"{tuple(student_shape)} and {tuple(teacher_shape)}; compare convolutional layers' outputs")
-        (sc, *shw), (tc, *thw) = student_shape, teacher_shape
-        if sc != self.regressor.in_channels or tc != self.regressor.out_channels:
-            raise ValueError(f"the regressor maps {self.regressor.in_channels} to {self.regressor.out_channels} channels, "
-                             f"but the student's map has {sc} and the teacher's {tc}; build RegressorHint({sc}, {tc})")
+__all__ = ['REGRESSOR', 'CE_KERNEL2', 'RegressorConfig', 'RegressorHint', 'KernelConfig']
 
 # %% ../../nbs/05_regressor.ipynb #db49dc37
 @dataclass
@@ -45,19 +24,43 @@ class RegressorConfig:
     ce_weight: float = param(0.3, 'weight of cross-entropy with the labels', weight, option='regressor_ce_weight')
     kernel: int = param(2, "kernel of the student's second convolution (2 as in the tutorial, 3 as upstream)", one_of(2, 3), option='regressor_kernel')
 
-def _sized_regressor(objective, config, shapes):
-    "A `RegressorHint` from the channels of the probed hidden states (the tutorial's 16 and 32 when not probed)."
-    sc, tc = (shapes.student or (16,))[0], (shapes.teacher or (32,))[0]
-    o = objective(sc, tc, config.hidden_weight, config.ce_weight)
-    if adapter := map_adapter(shapes): o.adapter = adapter  # recorded with the objective's settings
-    return o
+# %% ../../nbs/05_regressor.ipynb #5e22fd14
+def _channels(shapes:Shapes) -> tuple[int, int]:
+    "The student's and the teacher's channels in `shapes` (the tutorial's 16 and 32 where not probed)."
+    return (shapes.student or (16,))[0], (shapes.teacher or (32,))[0]
 
+class RegressorHint(Objective):
+    "`hidden_weight`·MSE between a trainable conv of the student's feature map and the teacher's + `ce_weight`·cross-entropy."
+    Config, weighted_by = RegressorConfig, {'mse': 'hidden_weight'}
+    needs_teacher = needs_hidden = True
+    def __init__(self, config=None, shapes:Shapes=Shapes(), **changes):
+        super().__init__(config, shapes, **changes)
+        self.regressor = nn.Conv2d(*_channels(shapes), kernel_size=3, padding=1)
+
+    def terms(self, student, batch, teacher):
+        regressed, target = match_maps(self.regressor(student.hidden), teacher.hidden)  # the same size unless the maps differ
+        return {'mse': F.mse_loss(regressed, target)}
+
+    def describe_adapter(self, shapes):
+        sc, tc = _channels(shapes)
+        return '; '.join(filter(None, [f"a trainable 3x3 conv from the student's {sc} channels to the teacher's {tc}", map_adapter(shapes)]))
+
+    def check_hidden(self, student_shape, teacher_shape):
+        if len(student_shape) != 3 or len(teacher_shape) != 3:
+            raise ValueError(f"the regressor is a convolution between feature maps (channels, height, width), not shapes "
+                             f"{tuple(student_shape)} and {tuple(teacher_shape)}; compare convolutional layers' outputs")
+        (sc, *shw), (tc, *thw) = student_shape, teacher_shape
+        if sc != self.regressor.in_channels or tc != self.regressor.out_channels:
+            raise ValueError(f"the regressor maps {self.regressor.in_channels} to {self.regressor.out_channels} channels, "
+                             f"but the student's map has {sc} and the teacher's {tc}; build it from these shapes: "
+                             f"RegressorHint(shapes=Shapes({tuple(student_shape)}, {tuple(teacher_shape)}))")
+
+# %% ../../nbs/05_regressor.ipynb #541b788c
 def _kernel_student(config, model:str='LightNN', **dims):
     "LightNN with the configured second kernel; for any other student model, `None`: the run's own student."
     return LightNN(conv2_kernel=config.kernel, **dims) if model == 'LightNN' else None
 
-REGRESSOR = register(Method('regressor', 'regressor', RegressorConfig, RegressorHint, build=_sized_regressor,
-                            student=_kernel_student, order=3,
+REGRESSOR = register(Method('regressor', 'regressor', RegressorConfig, RegressorHint, student=_kernel_student, order=3,
                             summary="a trainable 3x3 conv maps the student's feature map onto the teacher's (FitNets)"))
 
 # %% ../../nbs/05_regressor.ipynb #f7bd4940
@@ -71,6 +74,5 @@ def _control_student(config, model:str='LightNN', **dims):
     if model != 'LightNN': raise ConfigError(f"student_ce_kernel2 is a control of LightNN's 2x2 convolution; with the student {model} it would be student_ce")
     return _kernel_student(config, model, **dims)
 
-CE_KERNEL2 = register(Method('ce_kernel2', 'CE, 2×2 conv', KernelConfig, CrossEntropy, build=lambda objective, config, shapes: objective(),
-                             student=_control_student, order=3.5,
+CE_KERNEL2 = register(Method('ce_kernel2', 'CE, 2×2 conv', KernelConfig, CrossEntropy, student=_control_student, order=3.5,
                              summary="control: the regressor's student (2x2 second conv) with cross-entropy alone"))

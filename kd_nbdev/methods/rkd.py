@@ -7,11 +7,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Method, register, param, weight, positive, one_of
+from ..params import param, weight, positive, one_of
+from .base import Objective
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['RKD', 'pairwise_distances', 'relative_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'RKDLoss',
-           'RKDConfig']
+__all__ = ['RKD', 'pairwise_distances', 'relative_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss',
+           'RKDConfig', 'RKDLoss']
 
 # %% ../../nbs/05a_methods/07_rkd.ipynb #b8473f14
 def pairwise_distances(features:torch.Tensor, # `(N, ...)`: one feature vector (or map) per image
@@ -48,24 +50,6 @@ def rkd_angle_loss(student_features:torch.Tensor, teacher_features:torch.Tensor,
     return F.smooth_l1_loss(triplet_cosines(pairwise_distances(student_features, eps)),
                             triplet_cosines(pairwise_distances(teacher_features, eps)))
 
-# %% ../../nbs/05a_methods/07_rkd.ipynb #b77a3720
-class RKDLoss(Objective):
-    "Relational KD: `distance_weight`·distance-wise + `angle_weight`·angle-wise Huber losses + `ce_weight`·cross-entropy."
-    needs_teacher = needs_hidden = True
-    def __init__(self, distance_weight:float=25., angle_weight:float=50., ce_weight:float=1.,
-                 normalize:bool=False, # scale each image's feature vector to length 1 first (the authors' CIFAR script)
-                 eps:float=1e-12): # squared distances are clamped at `eps` before the square root
-        super().__init__(distance=distance_weight, angle=angle_weight, ce=ce_weight)
-        self.normalize, self.eps = normalize, eps
-
-    def terms(self, student, batch, teacher):
-        s, t = student.hidden.flatten(1), teacher.hidden.flatten(1)
-        if self.normalize: s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
-        ds, dt = pairwise_distances(s, self.eps), pairwise_distances(t, self.eps)
-        return {'distance': F.smooth_l1_loss(relative_distances(ds, self.eps), relative_distances(dt, self.eps)),
-                'angle': F.smooth_l1_loss(triplet_cosines(ds), triplet_cosines(dt)),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
 # %% ../../nbs/05a_methods/07_rkd.ipynb #a41a1958
 @dataclass
 class RKDConfig:
@@ -76,5 +60,19 @@ class RKDConfig:
     normalize: bool = param(False, "scale each image's feature vector to length 1 first (the authors' CIFAR script)", one_of(False, True))
     eps: float = param(1e-12, 'squared distances are clamped at eps before the square root', positive)
 
+# %% ../../nbs/05a_methods/07_rkd.ipynb #b77a3720
+class RKDLoss(Objective):
+    "Relational KD: `distance_weight`·distance-wise + `angle_weight`·angle-wise Huber losses + `ce_weight`·cross-entropy."
+    Config, weighted_by = RKDConfig, {'distance': 'distance_weight', 'angle': 'angle_weight'}
+    needs_teacher = needs_hidden = True
+
+    def terms(self, student, batch, teacher):
+        c, s, t = self.config, student.hidden.flatten(1), teacher.hidden.flatten(1)
+        if c.normalize: s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
+        ds, dt = pairwise_distances(s, c.eps), pairwise_distances(t, c.eps)
+        return {'distance': F.smooth_l1_loss(relative_distances(ds, c.eps), relative_distances(dt, c.eps)),
+                'angle': F.smooth_l1_loss(triplet_cosines(ds), triplet_cosines(dt))}
+
+# %% ../../nbs/05a_methods/07_rkd.ipynb #8c386859
 RKD = register(Method('rkd', 'RKD', RKDConfig, RKDLoss, order=23,
                       summary="the student copies the distances and angles between the batch's teacher features (Park et al. 2019)"))

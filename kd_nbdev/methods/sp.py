@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dataclasses import dataclass
-from .base import Objective, Outputs, Method, register, param, weight
+from ..params import param, weight
+from .base import Objective, Outputs
+from .registry import Method, register
 
 # %% auto #0
-__all__ = ['SP', 'similarity_matrix', 'similarity_loss', 'SimilarityPreserving', 'SPConfig']
+__all__ = ['SP', 'similarity_matrix', 'similarity_loss', 'SPConfig', 'SimilarityPreserving']
 
 # %% ../../nbs/05a_methods/05_sp.ipynb #98d5d556
 def similarity_matrix(hidden:torch.Tensor # hidden states, `(b, ...)`: one per image of the batch
@@ -24,16 +26,6 @@ def similarity_loss(student_hidden:torch.Tensor, teacher_hidden:torch.Tensor) ->
     b = len(student_hidden)
     return (similarity_matrix(teacher_hidden) - similarity_matrix(student_hidden)).pow(2).sum() / b**2
 
-# %% ../../nbs/05a_methods/05_sp.ipynb #a792ddb7
-class SimilarityPreserving(Objective):
-    "Similarity-preserving KD: `sp_weight`·difference of the batch's similarity matrices + `ce_weight`·cross-entropy."
-    needs_teacher = needs_hidden = True
-    def __init__(self, sp_weight:float=3000., ce_weight:float=1.): super().__init__(sp=sp_weight, ce=ce_weight)
-
-    def terms(self, student, batch, teacher):
-        return {'sp': similarity_loss(student.hidden, teacher.hidden),
-                'ce': F.cross_entropy(student.logits, batch.labels)}
-
 # %% ../../nbs/05a_methods/05_sp.ipynb #c5505c22
 @dataclass
 class SPConfig:
@@ -41,5 +33,13 @@ class SPConfig:
     sp_weight: float = param(3000., "γ: weight of the difference of the batch's similarity matrices", weight)
     ce_weight: float = param(1., 'weight of cross-entropy with the labels', weight)
 
+# %% ../../nbs/05a_methods/05_sp.ipynb #a792ddb7
+class SimilarityPreserving(Objective):
+    "Similarity-preserving KD: `sp_weight`·difference of the batch's similarity matrices + `ce_weight`·cross-entropy."
+    Config, weighted_by = SPConfig, {'sp': 'sp_weight'}
+    needs_teacher = needs_hidden = True
+    def terms(self, student, batch, teacher): return {'sp': similarity_loss(student.hidden, teacher.hidden)}
+
+# %% ../../nbs/05a_methods/05_sp.ipynb #66135dbe
 SP = register(Method('sp', 'SP', SPConfig, SimilarityPreserving, order=21,
                      summary="the student's similarities between the batch's images made the teacher's (no adapter)"))
