@@ -17,7 +17,7 @@ from .teachers import TeacherCache, build_teacher_cache, teacher_key
 
 # %% auto #0
 __all__ = ['World', 'launched', 'backend_for', 'local_device', 'current', 'start', 'stop', 'on_main', 'speaks', 'part',
-           'shard_batches', 'global_mean', 'wrap', 'gathered_teacher_cache', 'rng_states', 'devices_of']
+           'shard_batches', 'wrap', 'gathered_teacher_cache', 'rng_states', 'devices_of']
 
 # %% ../nbs/06e_distributed.ipynb #49c94fa0
 @dataclass(frozen=True)
@@ -121,12 +121,6 @@ def shard_batches(x:torch.Tensor, y:torch.Tensor, bs:int, world:World,
         yield normalize(xb.to(device), mean, std), y[idx].to(device), idx
 
 # %% ../nbs/06e_distributed.ipynb #5a11a481
-def global_mean(values:dict, share:float, world:World) -> dict:
-    "The global batch's value of each per-part mean in `values`, `share` weighting this process's part (one all-reduce)."
-    v = torch.stack([t.detach().float() for t in values.values()]) * (share / world.size)
-    dist.all_reduce(v)
-    return dict(zip(values, v))
-
 def wrap(module:nn.Module, world:World) -> nn.Module:
     "`module` in `DistributedDataParallel` when it has something to train and several processes train; else `module` itself."
     if world.size == 1 or not any(p.requires_grad for p in module.parameters()): return module

@@ -13,9 +13,9 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['MODELS', 'DeepNN', 'LightNN', 'count_parameters', 'forward_with_features', 'forward_with_hidden', 'ModelSpec',
-           'register_model', 'ModelError', 'check_model_name', 'make_model', 'default_layer', 'check_layer',
-           'default_device', 'bf16_supported', 'resolve_precision', 'autocast']
+__all__ = ['MODELS', 'DeepNN', 'LightNN', 'count_parameters', 'forward_with_features', 'forward_with_hidden', 'LayerTap',
+           'ModelSpec', 'register_model', 'ModelError', 'check_model_name', 'make_model', 'default_layer',
+           'check_layer', 'default_device', 'bf16_supported', 'resolve_precision', 'autocast']
 
 # %% ../nbs/01_models.ipynb #41791319
 def _flat_size(features:nn.Module, in_channels:int, image_size) -> int:
@@ -84,6 +84,26 @@ def forward_with_hidden(model:nn.Module, x:torch.Tensor,
     "Run `model` on `x`; return its output and the output of its submodule `layer`."
     out, feats = forward_with_features(model, x, (layer,))
     return out, feats[layer]
+
+# %% ../nbs/01_models.ipynb #d37191d5
+class LayerTap:
+    "Forward hooks on the layers of `model` named in `layers`, registered once; calling it runs `model` and returns its output and theirs."
+    def __init__(self, model:nn.Module, layers=()):
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model  # named as in the model DDP wraps
+        self.model, self.layers, self.outputs = model, tuple(layers), {}
+        self.handles = [inner.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: self.outputs.__setitem__(n, o)) for n in self.layers]
+
+    def __call__(self, x:torch.Tensor) -> tuple[torch.Tensor, dict]:
+        out = self.model(x)
+        return out, {n: self.outputs[n] for n in self.layers}
+
+    def remove(self):
+        "Remove the hooks: the model runs as if never tapped."
+        for h in self.handles: h.remove()
+        self.handles, self.outputs = [], {}
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.remove()
 
 # %% ../nbs/01_models.ipynb #82834d55
 @dataclass(frozen=True)

@@ -71,15 +71,17 @@ def recipe_key(r) -> tuple:
 
 # %% ../nbs/02a_recipes.ipynb #f070b7a3
 def make_optimizer(params, # the parameters that learn, in a fixed order
-                   r:Recipe) -> torch.optim.Optimizer:
+                   r:Recipe,
+                   capturable:bool=False) -> torch.optim.Optimizer: # Adam's and AdamW's step count on the GPU, as a CUDA graph needs
     "The `torch.optim` optimiser `r` names, with its learning rate and weight decay."
     params = [p for p in params if p.requires_grad]
     if r.weight_decay and not r.decay_norms_and_biases:  # two groups: matrices and kernels decay, vectors do not
         groups = [{'params': [p for p in params if p.ndim > 1]}, {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.}]
         params = [g for g in groups if g['params']]
     if r.optimizer == 'sgd': return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, weight_decay=r.weight_decay)
-    if r.optimizer == 'adamw': return torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
-    return torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+    cap = {'capturable': True} if capturable else {}
+    if r.optimizer == 'adamw': return torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay, **cap)
+    return torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay, **cap)
 
 # %% ../nbs/02a_recipes.ipynb #c1105c3c
 def make_scheduler(opt:torch.optim.Optimizer, r:Recipe,

@@ -9,15 +9,16 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
 import numpy as np
+from .recipes import recipe, recipe_fields
 import kd_nbdev
 from . import __version__
 from .store import write_atomic, write_json
 from .methods.registry import methods
 
 # %% auto #0
-__all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'history_rows',
-           'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize', 'device_name',
-           'peak_rss_mb', 'code_version', 'file_sha256', 'provenance']
+__all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'constant_lr',
+           'history_rows', 'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize',
+           'device_name', 'peak_rss_mb', 'code_version', 'file_sha256', 'provenance']
 
 # %% ../nbs/06c_record.ipynb #2a5316e0
 SCHEMA = 2  # 1: the files written before this record existed (no `schema` key)
@@ -121,10 +122,17 @@ def write_record(rec:RunRecord, path):
 # %% ../nbs/06c_record.ipynb #90aa1256
 _FIRST = ('experiment', 'seed', 'epoch')
 
+def constant_lr(rec:RunRecord, name:str) -> float|None:
+    "The learning rate of experiment `name` when its schedule kept it constant (its history rows then do not repeat it); else `None`."
+    s = rec.settings or {}
+    if name == TEACHER and s.get('teacher_recipe'): s = {**s, **recipe_fields(recipe(s['teacher_recipe']))}
+    return s.get('lr') if s.get('schedule', 'constant') == 'constant' and not s.get('warmup_epochs') else None
+
 def history_rows(rec:RunRecord) -> list[dict]:
-    "One row per experiment, seed and epoch of `rec`'s histories, in the course's order."
+    "One row per experiment, seed and epoch of `rec`'s histories, in the course's order, each with its learning rate where known."
     order = {n: i for i, n in enumerate(experiment_order())}
-    return [{'experiment': name, 'seed': int(seed), **row}
+    lr = lambda name, row: {} if 'lr' in row or (v := constant_lr(rec, name)) is None else {'lr': v}
+    return [{'experiment': name, 'seed': int(seed), **row, **lr(name, row)}
             for name in sorted(rec.runs, key=lambda n: order.get(n, len(order)))
             for seed, r in rec.runs[name].items() for row in r.get('history') or []]
 

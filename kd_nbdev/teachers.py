@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .images import Cifar10, norm_key
 from .batches import batches
-from .models import forward_with_features, autocast, resolve_precision, default_device
+from .models import forward_with_features, LayerTap, autocast, resolve_precision, default_device
 from .store import fingerprint, save_atomic, load_safely
 from .methods.base import Outputs
 
@@ -23,11 +23,16 @@ class LiveTeacher:
     def __init__(self, model:nn.Module, precision:str='fp32', channels_last:bool=False,
                  layers=()): # names of the layers whose outputs are wanted besides the logits
         self.model, self.precision, self.channels_last, self.layers = model.eval(), precision, channels_last, tuple(layers)
+        self.tap = None  # the layers' hooks, registered at the first batch and kept until `close`
     @torch.no_grad()
     def __call__(self, xb, idx) -> Outputs:
         if self.channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision, xb.device): logits, feats = forward_with_features(self.model, xb, self.layers)
+        if self.tap is None: self.tap = LayerTap(self.model, self.layers)
+        with autocast(self.precision, xb.device): logits, feats = self.tap(xb)
         return Outputs(logits.float(), None, {k: v.float() for k, v in feats.items()})
+    def close(self):
+        "Remove the hooks on the teacher's layers (the training loop calls it when it ends)."
+        if self.tap is not None: self.tap.remove(); self.tap = None
 
 # %% ../nbs/01c_teachers.ipynb #d9dba5bb
 def teacher_key(teacher:nn.Module, data:Cifar10, precision:str, layers=()) -> str:
@@ -47,6 +52,10 @@ class TeacherCache:
                        {k: v[idx].to(xb.device).float() for k, v in self.features.items()})
 
     def __len__(self): return len(self.logits)
+
+    def to(self, device) -> TeacherCache:
+        "The same outputs on `device` (on a GPU they are looked up there, with no copy per batch)."
+        return TeacherCache(self.logits.to(device), {k: v.to(device) for k, v in self.features.items()}, self.key)
 
 # %% ../nbs/01c_teachers.ipynb #015632fb
 @torch.no_grad()

@@ -13,15 +13,16 @@ from torch import nn
 from tqdm.auto import tqdm
 from .images import Cifar10, CIFAR10_MEAN, CIFAR10_STD, norm_key
 from .batches import batches, augment_batch
-from .models import forward_with_features, autocast, resolve_precision, default_device
+from .models import resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .params import check_fields
 from .methods.base import Outputs, Batch, Objective, CrossEntropy
 from .config import Settings
 from .recipes import make_optimizer, make_scheduler, recipe_key
-from .teachers import LiveTeacher
+from .teachers import LiveTeacher, TeacherCache
+from .step import TrainStep, EpochSums, GraphStep, graph_problem
 from .evaluation import evaluate, evaluate_sharded
-from .distributed import current, shard_batches, global_mean, wrap, rng_states
+from .distributed import current, shard_batches, wrap, rng_states
 
 # %% auto #0
 __all__ = ['PLAIN', 'TrainingError', 'training_settings', 'fit']
@@ -30,9 +31,10 @@ __all__ = ['PLAIN', 'TrainingError', 'training_settings', 'fit']
 class TrainingError(RuntimeError):
     "Training cannot go on (for example, the loss is not finite)."
 
-def _check_finite(loss, name, epoch, batch):
-    if not math.isfinite(loss):
-        raise TrainingError(f"{name or 'training'}: the loss became {loss} at epoch {epoch}, batch {batch}. "
+def _check_finite(sums:EpochSums, world, name:str, epoch:int):
+    "Raise `TrainingError` naming the epoch and batch if a loss summed in `sums` was not finite."
+    if (bad := sums.first_bad(world)) is not None:
+        raise TrainingError(f"{name or 'training'}: the loss became {bad[1]} at epoch {epoch + 1}, batch {bad[0] + 1}. "
                             "Lower the learning rate or check the data and the loss weights.")
 
 def _restore(ckpt, parts:dict, gen):
@@ -67,11 +69,6 @@ def _try_resume(checkpoint, key, log):
     if ckpt.get('fingerprint') != key:
         log(f"ignoring checkpoint {checkpoint}: it was made with other settings, data or teacher"); return None
     return ckpt
-
-def _model_outputs(logits, feats, layer) -> Outputs:
-    "`Outputs` in fp32 for the objective, with `hidden` the output of the compared `layer`."
-    feats = {k: v.float() for k, v in feats.items()}
-    return Outputs(logits.float(), feats.get(layer), feats)
 
 # %% ../nbs/02_training.ipynb #e992c8e2
 PLAIN = Settings(precision='fp32', channels_last=False)  # `fit`'s default: the plain PyTorch way, whatever `kd_run` prefers
@@ -122,9 +119,9 @@ def fit(student:nn.Module, # the model being trained
         if missing := [l for l in objective.teacher_layers if l not in getattr(teacher, 'layers', objective.teacher_layers)]:
             raise ValueError(f"{name or type(objective).__name__} compares the teacher's layer {missing[0]!r}, which the teacher source does not hold")
     n_batches = math.ceil(len(data.y_train) / bs)
-    opt = make_optimizer([*student.parameters(), *objective.parameters()], s)  # the recipe's (the tutorial's: Adam at 1e-3)
+    opt = make_optimizer([*student.parameters(), *objective.parameters()], s,  # the recipe's (the tutorial's: Adam at 1e-3)
+                         capturable=device.type == 'cuda')  # its step count on the GPU: what a CUDA graph needs
     sched = make_scheduler(opt, s, n_batches)  # stepped after every step; None while the rate is constant
-    opt_params = [p for g in opt.param_groups for p in g['params']]
     parts = {'student': student, 'objective': objective, 'optimizer': opt, **({'scheduler': sched} if sched else {})}
     gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
     mean, std = data.stats()
@@ -137,48 +134,50 @@ def fit(student:nn.Module, # the model being trained
         start, history = _restore_or_start(ckpt, parts, gen, checkpoint, log)
         if start: log(f"{name}: resuming after epoch {start} from {checkpoint}")
         if start and 'torch_rng_ranks' in ckpt: torch.set_rng_state(ckpt['torch_rng_ranks'][w.rank])  # each process's dropout goes on as it was
-    model, loss_fn = wrap(student, w), wrap(objective, w)  # DDP averages the gradients of the processes (one process: the modules themselves)
-    for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
-        t0, sums, lr = time.perf_counter(), {}, opt.param_groups[0]['lr']  # the rate of the epoch's first step
-        student.train()
-        bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
-                           device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
-                   total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
-        for i, (xb, yb, idx) in enumerate(bar):
-            if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-            t_out = None
-            if objective.needs_teacher:
-                t = teacher(xb, idx)
-                t_out = _model_outputs(t.logits, t.features or {}, objective.teacher_layer)
-            with autocast(precision, device): s_logits, s_feats = forward_with_features(model, xb, objective.student_layers)
-            loss, terms = loss_fn(_model_outputs(s_logits, s_feats, objective.student_layer), Batch(yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs), t_out)
-            shown = {'loss': loss, **terms}
-            if w.size > 1:  # this process's part weighs its share; every process sees the global batch's losses
-                share = w.share(min(bs, len(data.y_train) - i * bs))
-                loss, shown = loss * share, global_mean(shown, share, w)
-            _check_finite(shown['loss'].item(), name, epoch + 1, i + 1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if s.clip_grad_norm: torch.nn.utils.clip_grad_norm_(opt_params, s.clip_grad_norm)
-            opt.step()
-            if sched: sched.step()
-            for k, v in shown.items(): sums[k] = sums.get(k, 0.) + v.item()
-            # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
-            # epochs redraw at every step (on long ones that would cost time and change nothing one can read)
-            bar.set_postfix(loss=f"{sums['loss']/(i+1):.4f}", refresh=n_batches <= 50)
-        t_eval = time.perf_counter()
-        tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
-        test = evaluate if w.size == 1 else partial(evaluate_sharded, world=w)  # the plain student: processes test different batches
-        accuracy = test(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
-        now = time.perf_counter()
-        row = {'epoch': epoch + 1, **{k: v / n_batches for k, v in sums.items()}, **({'lr': lr} if sched else {}), 'test_accuracy': accuracy,
-               'seconds': round(now - t0, 2), # the whole epoch, its test pass included
-               'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
-        history.append(row)
-        if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
-        ranks = rng_states(w) if checkpoint and w.size > 1 else None  # every process's random state: each one's dropout differs
-        if checkpoint and w.main:  # one process writes; all of them resume from the file
-            save_atomic({**{k: part.state_dict() for k, part in parts.items()}, 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
-                         'history': history, 'fingerprint': key, **({'torch_rng_ranks': ranks} if ranks else {})}, checkpoint)
-            pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
+    if isinstance(teacher, TeacherCache) and device.type == 'cuda': teacher = teacher.to(device)  # looked up on the GPU, inside a graph too
+    step = TrainStep(wrap(student, w), objective, wrap(objective, w), opt, sched, teacher, precision, channels_last,
+                     s.clip_grad_norm, s.label_smoothing)  # DDP averages the gradients of the processes (one process: the modules themselves)
+    why_not = graph_problem(device, objective, opt, sched, w.size, teacher)
+    if device.type == 'cuda': log(f"{name or 'training'}: " + ('each full batch replays one CUDA graph of the whole step' if why_not is None else f'eager steps ({why_not})'))
+    graph = None
+    check_every = 1 if device.type == 'cpu' else n_batches  # a finiteness check reads the device: on a GPU once an epoch
+    try:
+        for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
+            t0, sums, lr = time.perf_counter(), EpochSums(device), opt.param_groups[0]['lr']  # the rate of the epoch's first step
+            student.train()
+            bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
+                               device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
+                       total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
+            for i, (xb, yb, idx) in enumerate(bar):
+                weight = w.share(min(bs, len(data.y_train) - i * bs)) if w.size > 1 else 1.  # this process's part weighs its share
+                if why_not is None and len(yb) == bs:
+                    if graph is None: graph = GraphStep(step, xb, yb, idx, epochs)
+                    sums.add(graph(xb, yb, idx), i)
+                else:
+                    loss, shown = step.losses(xb, yb, idx, epoch, epochs, (epoch + i / n_batches) / epochs)
+                    sums.add(shown, i, weight / w.size)
+                    if (i + 1) % check_every == 0: _check_finite(sums, w, name, epoch)  # before the update, so the weights stay finite
+                    step.update(loss * weight if w.size > 1 else loss)
+                # tqdm redraws at most every 0.1 s: an epoch of a few batches would show only its first loss, so short
+                # epochs redraw at every step; on a GPU the running mean is read (a sync) once an epoch
+                if progress and (device.type == 'cpu' or i + 1 == n_batches):
+                    bar.set_postfix(loss=f"{sums.total[0].item() * (w.size if w.size > 1 else 1) / (i+1):.4f}", refresh=n_batches <= 50)
+            _check_finite(sums, w, name, epoch)
+            t_eval = time.perf_counter()
+            tested = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs  # the test pass does not touch training: skipping it changes no weight
+            test = evaluate if w.size == 1 else partial(evaluate_sharded, world=w)  # the plain student: processes test different batches
+            accuracy = test(student, data, precision=precision, device=device, channels_last=channels_last) if tested else None
+            now = time.perf_counter()
+            row = {'epoch': epoch + 1, **sums.means(n_batches, w), **({'lr': lr} if sched else {}), 'test_accuracy': accuracy,
+                   'seconds': round(now - t0, 2), # the whole epoch, its test pass included
+                   'eval_seconds': round(now - t_eval, 2)} # the test pass alone: what a per-epoch curve costs
+            history.append(row)
+            if progress: tqdm.write(f"{name + ': ' if name else ''}epoch {epoch+1}/{epochs}  loss {row['loss']:.4f}" + (f"  test accuracy {accuracy:.2f}%" if tested else ''))
+            ranks = rng_states(w) if checkpoint and w.size > 1 else None  # every process's random state: each one's dropout differs
+            if checkpoint and w.main:  # one process writes; all of them resume from the file
+                save_atomic({**{k: part.state_dict() for k, part in parts.items()}, 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
+                             'history': history, 'fingerprint': key, **({'torch_rng_ranks': ranks} if ranks else {})}, checkpoint)
+                pause_point(f'checkpoint {Path(checkpoint).stem} {epoch + 1}')  # where tests stop a run (nothing unless they ask)
+    finally: step.close()
     return history
+

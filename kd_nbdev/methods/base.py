@@ -28,6 +28,7 @@ class Batch:
     epoch: int = 0 # the current epoch, counted from 0
     epochs: int = 1 # the epochs of the whole run
     progress: float = 0. # the fraction of training done before this batch, from 0 to 1 (for warm-ups)
+    label_smoothing: float = 0. # of the label term, as the training recipe sets it
 
 class Shapes(NamedTuple):
     "Shapes, for one image, of the student's and the teacher's compared layers (`None` where not probed)."
@@ -45,6 +46,7 @@ class Objective(nn.Module):
     weighted_by = {} # each term the method adds -> the setting that weighs it, e.g. `{'soft': 'soft_weight'}`
     needs_teacher = False # reads the teacher's outputs
     needs_hidden = False # compares a hidden layer of the student with one of the teacher
+    uses_progress = False # reads the epoch or the fraction of training done (a warm-up): a CUDA graph cannot fix it
     student_layer = teacher_layer = 'features' # the layers compared, by module name
     adapter = '' # in words, what adapts the compared layers to each other ('' when nothing)
 
@@ -63,7 +65,7 @@ class Objective(nn.Module):
 
     def label_loss(self, student:Outputs, batch:Batch) -> torch.Tensor:
         "The label term `ce`: cross-entropy of the student's logits with the true classes."
-        return F.cross_entropy(student.logits, batch.labels)
+        return F.cross_entropy(student.logits, batch.labels, label_smoothing=batch.label_smoothing)
 
     def describe_adapter(self, shapes:Shapes) -> str:
         "In words, the adapter this objective puts between layers of these `shapes` ('' when none)."

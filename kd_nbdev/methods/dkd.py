@@ -66,6 +66,7 @@ class DKDConfig:
 class DecoupledKD(Objective):
     "Decoupled KD: warm-up × (`alpha`·TCKD + `beta`·NCKD) at temperature `T` + `ce_weight`·cross-entropy."
     Config, weighted_by, needs_teacher = DKDConfig, {'tckd': 'alpha', 'nckd': 'beta'}, True
+    uses_progress = True  # the warm-up reads the fraction of training done at every step
 
     def terms(self, student, batch, teacher):
         w, T = warmup_factor(batch.progress, self.config.warmup), self.config.T
