@@ -11,7 +11,8 @@ import torch
 import matplotlib.pyplot as plt
 from torch.utils.flop_counter import FlopCounterMode
 from .cli import OneLineParser, dashes
-from .data import DataError, load_cifar10
+from .images import DataError
+from .data import load_cifar10
 from .record import RecordError, TEACHER
 from .params import ConfigError
 from .methods.registry import BASELINE, get_method

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
 from .cli import OneLineParser, add_field_options, dashes
-from .data import DataError, load_data
+from .images import DataError
+from .data import load_data
 from .params import ConfigError, param, positive_whole, check_fields
 from .methods.registry import methods, describe
 from .training import TrainingError

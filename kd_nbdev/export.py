@@ -12,7 +12,8 @@ import torch
 from torch import nn
 import kd_nbdev
 from .cli import OneLineParser, dashes
-from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, DataError, load_cifar10
+from .images import CIFAR10_MEAN, CIFAR10_STD, CLASSES, DataError
+from .data import load_cifar10
 from .params import ConfigError
 from .methods.registry import get_method
 from .config import settings_from_dict

@@ -10,7 +10,7 @@ import numpy as np
 from fastcore.script import call_parse
 from .cli import dashed_cli
 from .store import unwritable
-from .data import DataError
+from .images import DataError
 from .methods.registry import BASELINE
 from .record import TEACHER
 from .stats import as_record, label, seed_statistics, students

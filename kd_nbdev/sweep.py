@@ -11,7 +11,8 @@ import torch
 import matplotlib.pyplot as plt
 from dataclasses import fields
 from .cli import OneLineParser, add_field_options, dashes
-from .data import DataError, load_cifar10
+from .images import DataError
+from .data import load_cifar10
 from .params import ConfigError
 from .methods.registry import BASELINE, get_method
 from .config import Settings
