@@ -54,7 +54,10 @@ setuptools.setup(
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     # no public repository or docs host yet (settings.ini): no made-up addresses in the package's metadata
     **({'url': cfg['git_url'], 'project_urls': {'Source': cfg['git_url']}} if cfg.get('git_url') else {}),
-    packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
+    # kd_nbdev.dev (the docs site's builder, `kd_docs`) is development tooling: a development install (pip install -e)
+    # imports it from the clone, the wheel leaves it out, and nothing the package runs imports it
+    packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*'],
+                                        exclude=[cfg['lib_name'] + '.dev', cfg['lib_name'] + '.dev.*']),
     include_package_data = True,
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'deploy': deploy_requirements },

@@ -10,7 +10,7 @@ __all__ = []
 import importlib
 
 _NAMES = {  # name -> the module that defines it
-    'load_cifar10': 'data', 'Cifar10': 'data', 'CLASSES': 'data',
+    'load_cifar10': 'data', 'Cifar10': 'images', 'CLASSES': 'images',
     'DeepNN': 'models', 'LightNN': 'models', 'count_parameters': 'models',
     'Settings': 'config', 'fit': 'training', 'evaluate': 'evaluation', 'predict': 'evaluation',
     'get_method': 'methods.registry', 'register': 'methods.registry', 'Method': 'methods.registry',

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.distributed as dist
 from torch import nn
-from .data import ImageData, normalize
+from .images import ImageData
+from .batches import normalize
 from .params import ConfigError
 from .teachers import TeacherCache, build_teacher_cache, teacher_key
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from .data import ImageData, CIFAR10_MEAN, CIFAR10_STD, batches
+from .images import ImageData, CIFAR10_MEAN, CIFAR10_STD
+from .batches import batches
 from .models import autocast
 
 # %% auto #0

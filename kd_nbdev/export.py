@@ -12,7 +12,8 @@ import torch
 from torch import nn
 import kd_nbdev
 from .commands import Command, Failed
-from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, load_cifar10
+from .images import CIFAR10_MEAN, CIFAR10_STD, CLASSES
+from .data import load_cifar10
 from .params import ConfigError, param, one_of, positive, positive_whole
 from .methods.registry import get_method
 from .config import settings_from_dict

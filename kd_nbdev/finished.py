@@ -5,7 +5,8 @@
 # %% ../nbs/09b_finished.ipynb #820c7a53
 from __future__ import annotations
 from pathlib import Path
-from .data import Cifar10, DataError, load_cifar10
+from .images import Cifar10, DataError
+from .data import load_cifar10
 from .store import load_safely
 from .methods.registry import get_method
 from .config import settings_from_dict

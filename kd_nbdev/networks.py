@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 import torch
 from torch import nn
-from .data import ImageData
+from .images import ImageData
 from .models import DeepNN, ModelError, make_model, default_layer, check_layer, count_parameters, forward_with_features
 from .store import load_safely
 from .params import ConfigError
@@ -106,7 +106,7 @@ def record_dims(rec:RunRecord) -> dict:
     if not d: return CIFAR10_DIMS
     return {'num_classes': d['num_classes'], 'in_channels': d['channels'], 'image_size': tuple(d['image_size'])}
 
-def with_recorded_norm(data:Cifar10, rec:RunRecord) -> Cifar10:
+def with_recorded_norm(data:ImageData, rec:RunRecord) -> ImageData:
     "`data` normalised as the run `rec` was (the tutorial's values for files written before runs recorded theirs)."
     d = rec.dataset
     if not d: return data.with_norm('imagenet') if data.channels == 3 else data.with_norm('auto')

@@ -12,7 +12,7 @@ from .methods.registry import methods
 from .config import settings_from_dict
 from .record import TEACHER
 from .evaluation import predict
-from .data import picture
+from .images import picture
 from .stats import as_record, label, seed_statistics, students
 from .finished import checkpoint_seed, load_models, load_results, run_test_set
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .commands import Command
 from .params import param, positive_whole
 from .store import unwritable
-from .data import DataError
+from .images import DataError
 from .methods.registry import BASELINE
 from .record import TEACHER
 from .stats import as_record, label, seed_statistics, students

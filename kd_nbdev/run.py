@@ -11,7 +11,8 @@ from typing import Callable
 from pathlib import Path
 import torch
 from torch import nn
-from .data import Cifar10, ImageData, SAMPLES
+from .images import Cifar10, ImageData
+from .data import SAMPLES
 from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .data import Cifar10, batches, norm_key
+from .images import Cifar10, norm_key
+from .batches import batches
 from .models import forward_with_features, LayerTap, autocast, resolve_precision, default_device
 from .store import fingerprint, save_atomic, load_safely
 from .methods.base import Outputs

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .data import Cifar10, CIFAR10_MEAN, CIFAR10_STD, batches, augment_batch, norm_key
+from .images import Cifar10, CIFAR10_MEAN, CIFAR10_STD, norm_key
+from .batches import batches, augment_batch
 from .models import resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .params import check_fields

@@ -1,6 +1,6 @@
 """The offline docs site in a headless Chromium: navigation, results table, plots, console, and no request off the machine.
 
-Builds the site with `kd_nbdev.docs.build_site` unless `_docs/` is newer than everything it is built from, serves
+Builds the site with `kd_nbdev.dev.site.build_site` unless `_docs/` is newer than everything it is built from, serves
 `_docs/` from 127.0.0.1, and visits every page once. Screenshots go to `_screenshots/` (git-ignored)."""
 import functools, http.server, json, os, subprocess, sys, threading
 from pathlib import Path
@@ -22,7 +22,7 @@ def _sources():
     "Everything the site is built from."
     yield from NBS.rglob('*.ipynb')
     yield from (NBS/'_sphinx').rglob('*')
-    yield from (ROOT/'kd_nbdev').glob('*.py')
+    yield from (ROOT/'kd_nbdev').rglob('*.py')
     yield ROOT/'settings.ini'
 
 def _fresh():
@@ -34,7 +34,7 @@ def _fresh():
 def site():
     if not _fresh():
         env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
-        res = subprocess.run([sys.executable, '-c', 'from kd_nbdev.docs import build_site; build_site()'], cwd=ROOT,
+        res = subprocess.run([sys.executable, '-c', 'from kd_nbdev.dev.site import build_site; build_site()'], cwd=ROOT,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
         assert res.returncode == 0, f'the docs build failed:\n{res.stdout[-5000:]}'
     return SITE
@@ -83,7 +83,7 @@ def _screenshot(driver, path):
     driver.set_window_size(1280, 1000)
 
 def _page_names():
-    from kd_nbdev.docs import doc_pages
+    from kd_nbdev.dev.site import doc_pages
     return [n for n in doc_pages(NBS) if n != 'index']
 
 @pytest.fixture(scope='module')

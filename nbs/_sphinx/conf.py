@@ -1,5 +1,5 @@
 # Sphinx configuration of the offline docs site that `kd_docs` builds (see nbs/90_docs.ipynb).
-# Its sources are nbdev's processed notebooks, converted by `kd_nbdev.docs.write_sources`.
+# Its sources are nbdev's processed notebooks, converted by `kd_nbdev.dev.site.write_sources`.
 from pathlib import Path
 from nbdev.config import get_config
 
