@@ -588,7 +588,7 @@ def test_kd_sweep_sets_what_kd_run_sets(tmp_path):
 
 COMMANDS = {'kd_run': 'experiments', 'kd_sweep': 'sweep', 'kd_bench': 'benchmark', 'kd_report': 'results',
             'kd_leaderboard': 'leaderboard', 'kd_export': 'export', 'kd_predict': 'classify', 'kd_deploy': 'deployment',
-            'kd_docs': 'docs'}
+            'kd_docs': 'dev.docs'}
 
 @pytest.mark.parametrize('name', COMMANDS)
 def test_a_bad_option_is_one_line_and_exit_2(name, tmp_path):
