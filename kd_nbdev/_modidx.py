@@ -159,6 +159,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                       'kd_nbdev.experiments.method_options': ('experiments.html#method_options', 'kd_nbdev/experiments.py'),
                                       'kd_nbdev.experiments.reproduction_table': ( 'experiments.html#reproduction_table',
                                                                                    'kd_nbdev/experiments.py'),
+                                      'kd_nbdev.experiments.settings_options': ( 'experiments.html#settings_options',
+                                                                                 'kd_nbdev/experiments.py'),
                                       'kd_nbdev.experiments.train_and_report': ( 'experiments.html#train_and_report',
                                                                                  'kd_nbdev/experiments.py'),
                                       'kd_nbdev.experiments.training_data': ('experiments.html#training_data', 'kd_nbdev/experiments.py'),
@@ -602,4 +604,4 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                    'kd_nbdev.training._restore_or_start': ('training.html#_restore_or_start', 'kd_nbdev/training.py'),
                                    'kd_nbdev.training._try_resume': ('training.html#_try_resume', 'kd_nbdev/training.py'),
                                    'kd_nbdev.training.fit': ('training.html#fit', 'kd_nbdev/training.py'),
-                                   'kd_nbdev.training.training_settings': ('training.html#training_settings', 'kd_nbdev/training.py')}}}
+                                   'kd_nbdev.training.fit_settings': ('training.html#fit_settings', 'kd_nbdev/training.py')}}}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb #19e72fce
 from __future__ import annotations
-from dataclasses import dataclass, fields, make_dataclass, replace
+from dataclasses import dataclass, fields, make_dataclass, replace, field as dc_field
 from pathlib import Path
 import sys
 import torch
@@ -14,6 +14,7 @@ from .params import ConfigError, param, positive_whole
 from .methods.registry import methods, describe
 from .training import TrainingError
 from .config import Settings, legacy_options
+from .recipes import Recipe
 from .record import RunRecord, TEACHER, experiment_order, summarize
 from .run import parse_experiments, check_request, check_device, check_seeds, run_experiments
 from .rundir import check_out
@@ -22,9 +23,9 @@ from .models import default_device
 from .plots import save_plots
 
 # %% auto #0
-__all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'SETTINGS_SKIP', 'kd_run', 'main', 'TrainingOptions', 'RunOptions',
-           'method_options', 'training_settings', 'training_data', 'train_and_report', 'comparison_table',
-           'reproduction_table']
+__all__ = ['TUTORIAL_REPORTS', 'TUTORIAL_EXPERIMENTS', 'RECIPE_FIELDS', 'SETTINGS_SKIP', 'kd_run', 'main', 'TrainingOptions',
+           'RunOptions', 'method_options', 'settings_options', 'training_settings', 'training_data', 'train_and_report',
+           'comparison_table', 'reproduction_table']
 
 # %% ../nbs/07_experiments.ipynb #901b2e0f
 # the accuracies the tutorial reports for its five experiments (its page, run by its authors); those five are
@@ -66,12 +67,24 @@ def method_options() -> type:
            for m in methods() for f in fields(m.config) if (o := f.metadata.get('option'))]
     return make_dataclass('MethodOptions', own, namespace={'__doc__': "The tutorial methods' own options"})
 
-SETTINGS_SKIP = ('methods', 'channels_last', 'teacher_cache')  # set by --set, --faithful and --no-cache instead
+def settings_options() -> type:
+    "`Settings`' fields as options: the recipe's are `None` unless given (`--recipe`'s named recipe fills those), the others keep their defaults."
+    recipe = lambda f: param(None, f"{f.metadata['help']} (default: the --recipe's; the tutorial's {f.default})", f.metadata.get('check'))
+    own = [(f.name, f.type, recipe(f) if f.name in RECIPE_FIELDS else dc_field(default=f.default, metadata=f.metadata))
+           for f in fields(Settings) if f.name != 'methods']
+    return make_dataclass('SettingsOptions', own, namespace={'__doc__': Settings.__doc__})
+
+RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
+SETTINGS_SKIP = ('channels_last', 'teacher_cache')  # set by --faithful and --no-cache instead
 
 # %% ../nbs/07_experiments.ipynb #669b664f
-def training_settings(s:Settings, # the settings' own options, as parsed
+def training_settings(s, # the settings' options, as parsed (an instance of `settings_options()`, or `Settings`)
                       o:TrainingOptions, m) -> Settings: # `m`: an instance of `method_options()`
-    "The run's checked `Settings`: `s`, then `--faithful` or `--no-cache`, then the methods' own options, then `--set`."
+    "The run's checked `Settings`: `--recipe`'s fields under the ones given, then `--faithful` or `--no-cache`, the methods' own options, `--set`."
+    if not isinstance(s, Settings):
+        given = {f.name: getattr(s, f.name) for f in fields(s)}
+        recipe = {k: v for k in RECIPE_FIELDS if (v := given.pop(k)) is not None and v is not False}  # a flag not given is the recipe's
+        s = Settings.from_recipe(given.pop('recipe'), **given, **recipe)
     if o.faithful: s = Settings.faithful(**{f.name: getattr(s, f.name) for f in fields(s)})
     elif o.no_cache: s = replace(s, teacher_cache=False)
     for option, (name, p) in legacy_options().items():
@@ -96,7 +109,7 @@ def _kept(o:RunOptions, *_) -> str:
     if res.is_file(): return f"finished experiments are kept in {res}"
     return "no experiment had finished" + (" (the checkpoints of the last epochs are kept)" if (Path(o.out)/'checkpoints').is_dir() else '')
 
-def train_and_report(o:RunOptions, s:Settings, m, command:str='') -> RunRecord|None:
+def train_and_report(o:RunOptions, s, m, command:str='') -> RunRecord|None:
     "Check the request, train its experiments, print the comparison table; return the run's record."
     if o.list_methods:
         print('\n'.join(describe(x) for x in methods())); return None
@@ -124,7 +137,7 @@ def train_and_report(o:RunOptions, s:Settings, m, command:str='') -> RunRecord|N
     except Exception as e: print(f"(no plots: {' '.join(str(e).split())})", file=sys.stderr)  # the results are safe whatever happens here
     return rec
 
-kd_run = Command('kd_run', train_and_report, RunOptions, Settings, method_options, skip=SETTINGS_SKIP,
+kd_run = Command('kd_run', train_and_report, RunOptions, settings_options, method_options, skip=SETTINGS_SKIP,
                  description="Train the tutorial's teacher and students (or any registered method) and print the comparison table.",
                  fails=(TrainingError,), kept=_kept, again='Run the same command with --resume to continue.', speaks=speaks)
 main = kd_run.main  # the installed `kd_run`; `from kd_nbdev.experiments import main; main()` runs it too

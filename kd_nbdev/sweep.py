@@ -19,7 +19,7 @@ from .run import check_device, check_seeds, run_experiments
 from .networks import load_teacher
 from .training import TrainingError
 from .leaderboard import paired_gain, verdict
-from .experiments import SETTINGS_SKIP, TrainingOptions, method_options, training_data, training_settings
+from .experiments import SETTINGS_SKIP, TrainingOptions, method_options, settings_options, training_data, training_settings
 from .store import write_json
 
 # %% auto #0
@@ -155,7 +155,7 @@ def _seeds(o:SweepOptions) -> list[int]:
         if isinstance(e, ConfigError): raise
         raise ConfigError(f"--seeds takes whole numbers separated by commas, not {o.seeds!r}") from None
 
-def sweep_and_report(o:SweepOptions, s:Settings, m, command:str='') -> dict|None:
+def sweep_and_report(o:SweepOptions, s, m, command:str='') -> dict|None:
     "Check the sweep, train its cells (or read the finished ones), write and print its summary."
     if o.list_methods:
         print('\n'.join(describe(x) for x in methods())); return None
@@ -171,7 +171,7 @@ def sweep_and_report(o:SweepOptions, s:Settings, m, command:str='') -> dict|None
     print(sweep_markdown(sw)); print(f"\nWritten: {report/'kd_sweep.json'}, {report/'kd_sweep.png'}")
     return sw
 
-kd_sweep = Command('kd_sweep', sweep_and_report, SweepOptions, Settings, method_options, skip=SETTINGS_SKIP, required=('teacher',),
+kd_sweep = Command('kd_sweep', sweep_and_report, SweepOptions, settings_options, method_options, skip=SETTINGS_SKIP, required=('teacher',),
                    description="Train a method at every cell of a grid of its settings and the CE student, with the same seeds and teacher.",
                    fails=(TrainingError,), kept=lambda o, *_: f"finished cells are kept in {o.out}", again='Run the same command to continue.')
 main = kd_sweep.main

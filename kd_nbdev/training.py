@@ -25,7 +25,7 @@ from .evaluation import evaluate, evaluate_sharded
 from .distributed import current, shard_batches, wrap, rng_states
 
 # %% auto #0
-__all__ = ['PLAIN', 'TrainingError', 'training_settings', 'fit']
+__all__ = ['PLAIN', 'TrainingError', 'fit_settings', 'fit']
 
 # %% ../nbs/02_training.ipynb #12afa4fc
 class TrainingError(RuntimeError):
@@ -73,7 +73,7 @@ def _try_resume(checkpoint, key, log):
 # %% ../nbs/02_training.ipynb #e992c8e2
 PLAIN = Settings(precision='fp32', channels_last=False)  # `fit`'s default: the plain PyTorch way, whatever `kd_run` prefers
 
-def training_settings(settings:Settings|None=None, # the run's settings; `PLAIN` when None
+def fit_settings(settings:Settings|None=None, # the run's settings; `PLAIN` when None
                       **overrides) -> Settings: # fields of `Settings` to change (`bs` is `batch_size`'s old name)
     "The settings `fit` trains with: `settings` (or `PLAIN`) with `overrides` applied and checked."
     if 'bs' in overrides: overrides['batch_size'] = overrides.pop('bs')
@@ -98,7 +98,7 @@ def fit(student:nn.Module, # the model being trained
         log=print,
         **overrides) -> list[dict]: # any field of `settings` to change for this call, e.g. `epochs=2, lr=1e-2`
     "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
-    s = training_settings(settings, **overrides)
+    s = fit_settings(settings, **overrides)
     epochs, bs, precision, channels_last, augment = s.epochs, s.batch_size, s.precision, s.channels_last, s.augment
     if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every must be a whole number of epochs, 1 or more, not {eval_every!r}")
     objective = objective or CrossEntropy()
