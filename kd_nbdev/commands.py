@@ -8,12 +8,10 @@ import argparse, inspect, shlex, signal, sys, threading
 from dataclasses import fields, is_dataclass, MISSING
 from typing import Callable
 from fastcore.basics import patch
-from fastcore.script import anno_parser  # for dashed_cli only
 from .params import check_fields
 
 # %% auto #0
-__all__ = ['OneLineParser', 'add_field_options', 'dashes', 'Failed', 'Terminated', 'one_line', 'exit_code', 'Command',
-           'dashed_cli']
+__all__ = ['OneLineParser', 'add_field_options', 'dashes', 'Failed', 'Terminated', 'one_line', 'exit_code', 'Command']
 
 # %% ../nbs/06a_commands.ipynb #13347a16
 class OneLineParser(argparse.ArgumentParser):
@@ -148,14 +146,3 @@ def __call__(self:Command, argv:list[str]|None=None):
         sys.exit(code)
     finally:
         if before is not None: signal.signal(signal.SIGTERM, before)
-
-# %% ../nbs/06a_commands.ipynb #b4ff3125
-def dashed_cli(func):
-    "A console-script entry point for the `call_parse` function `func` that takes `--an-option` as well as `--an_option`."
-    def main():
-        argv = ['--' + a[2:].replace('-', '_') if a.startswith('--') else a for a in sys.argv[1:]]
-        p = anno_parser(func, func.__name__)
-        p.error = lambda message: p.exit(2, f"{p.prog}: error: {' '.join(message.split())} (see {p.prog} --help)\n")
-        args = vars(p.parse_args(argv)); args.pop('pdb', None); args.pop('xtra', None)
-        func(**args)
-    return main

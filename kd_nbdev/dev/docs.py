@@ -7,12 +7,13 @@ from __future__ import annotations
 import os, re, sys
 from importlib.util import find_spec
 from pathlib import Path
-from fastcore.script import call_parse
-from ..commands import dashed_cli
+from dataclasses import dataclass
+from ..commands import Command
+from ..params import ConfigError, param, positive_whole
 from .site import DocsError, build_site, split_directives
 
 # %% auto #0
-__all__ = ['main', 'fenced', 'relink', 'readme_md', 'write_readme', 'missing_tools', 'kd_docs']
+__all__ = ['kd_docs', 'main', 'fenced', 'relink', 'readme_md', 'write_readme', 'missing_tools', 'DocsOptions', 'build_docs']
 
 # %% ../../nbs/90_docs.ipynb #cf6d3539
 try:  # the docs tools come with the dev extra; without them `kd_docs` says what to install (`missing_tools`)
@@ -77,27 +78,28 @@ def missing_tools() -> list:
         except (ImportError, ValueError): return True
     return [pkg for mod, pkg in _tools.items() if _missing(mod)]
 
-@call_parse
-def kd_docs(readme:bool=False, # only write README.md from the index notebook
-            path:str=None, # the notebooks, whose index notebook gives README.md (default: `nbs_path` in settings.ini)
-            dest:str=None, # the site's folder (default: `doc_path` in settings.ini)
-            n_workers:int=2, # processes for nbdev's notebook processing
-            force:bool=False, # process every notebook again, ignoring nbdev's cache in `_proc/`
-            verbose:bool=False # show Sphinx's progress, not only its warnings
-           ):
+@dataclass
+class DocsOptions:
+    "What `kd_docs` writes."
+    readme: bool = param(False, 'only write README.md from the index notebook')
+    path: str = param(None, 'the notebooks, whose index notebook gives README.md (default: nbs_path in settings.ini)')
+    dest: str = param(None, "the site's folder (default: doc_path in settings.ini)")
+    n_workers: int = param(2, "processes for nbdev's notebook processing", positive_whole)
+    force: bool = param(False, "process every notebook again, ignoring nbdev's cache in _proc/")
+    verbose: bool = param(False, "show Sphinx's progress, not only its warnings")
+
+def build_docs(o:DocsOptions):
     "Write README.md from the index notebook and build the docs site offline, failing on any warning or broken link."
     if missing := missing_tools():
-        print(f'kd_docs needs the dev extra ({", ".join(missing)} not installed): in your clone, pip install -e ".[dev]"',
-              file=sys.stderr)
-        sys.exit(2)
-    cfg = get_config()
-    path = Path(path or cfg.nbs_path)
+        raise ConfigError(f'the docs tools are not installed ({", ".join(missing)}): in your clone, pip install -e ".[dev]"')
+    path = Path(o.path or get_config().nbs_path)
     index = path/'index.ipynb'
     if index.exists(): print(f'wrote {write_readme(index)}')
     else: print(f'no {index}: README.md left as it is')
-    if readme: return
-    try: out = build_site(path, dest, n_workers=n_workers, force=force, quiet=not verbose)
-    except DocsError as e: sys.exit(str(e))
+    if o.readme: return
+    out = build_site(path, o.dest, n_workers=o.n_workers, force=o.force, quiet=not o.verbose)
     print(f'built {out}/index.html')
 
-main = dashed_cli(kd_docs)  # the installed `kd_docs` also takes --dashed-options
+kd_docs = Command('kd_docs', build_docs, DocsOptions, fails=(DocsError,),
+                  description='Write README.md from the index notebook and build the docs site offline, failing on any warning or broken link.')
+main = kd_docs.main  # the installed `kd_docs`
