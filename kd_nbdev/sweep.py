@@ -5,13 +5,13 @@
 # %% ../nbs/12_sweep.ipynb #1967d6f0
 from __future__ import annotations
 import copy, itertools, sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from .commands import Command
-from .params import ConfigError, param
+from .params import ConfigError, param, check_fields
 from .methods.registry import BASELINE, describe, get_method, methods
 from .config import Settings
 from .record import read_record
@@ -21,41 +21,65 @@ from .training import TrainingError
 from .leaderboard import paired_gain, verdict
 from .experiments import SETTINGS_SKIP, TrainingOptions, method_options, settings_options, training_data, training_settings
 from .store import write_json
+from .recipes import Recipe
 
 # %% auto #0
-__all__ = ['kd_sweep', 'main', 'grid_axes', 'parse_grid', 'cell_name', 'run_sweep', 'sweep_summary', 'sweep_markdown',
-           'plot_sweep', 'SweepOptions', 'sweep_and_report']
+__all__ = ['RECIPE_FIELDS', 'kd_sweep', 'main', 'grid_axes', 'parse_grid', 'cell_name', 'recipe_part', 'with_recipe', 'run_sweep',
+           'sweep_summary', 'sweep_markdown', 'plot_sweep', 'SweepOptions', 'sweep_and_report']
 
 # %% ../nbs/12_sweep.ipynb #ce79fee3
-def grid_axes(grid:list[str]) -> tuple[str, list[dict]]:
-    "The method named by `grid` and its axes: each `{'name', 'params', 'values'}`, a value being one text per parameter."
-    if not grid: raise ConfigError("give at least one --grid method.parameter=value1,value2,...")
-    axes, method, seen = [], None, set()
+RECIPE_FIELDS = {f.name: f for f in fields(Recipe)}  # a grid axis may also be a field of the training recipe
+
+def grid_axes(grid:list[str], method:str|None=None) -> tuple[str, list[dict]]:
+    "The method `grid` sweeps (its `method.param` axes', else `method`) and its axes: each `{'name', 'params', 'values', 'recipe'}`, a value one text per parameter."
+    if not grid: raise ConfigError("give at least one --grid method.parameter=value1,value2,... or recipe_field=value1,value2,...")
+    axes, seen = [], set()
     for g in grid:
         key, eq, values = g.partition('=')
         name, dot, ps = key.strip().partition('.')
-        if not (eq and dot and ps and values.strip()):
-            raise ConfigError(f"--grid takes method.parameter=value1,value2,... (e.g. kd.T=1,2,4), not {g!r}")
-        m = get_method(name).name
-        if method not in (None, m): raise ConfigError(f"a sweep varies one method's settings; --grid names both {method} and {m}")
-        params = [p.strip() for p in ps.split('/')]
+        recipe = not dot and all(p.strip() in RECIPE_FIELDS for p in name.split('/'))
+        if not (eq and values.strip() and (recipe or (dot and ps))):
+            raise ConfigError(f"--grid takes method.parameter=value1,value2,... (e.g. kd.T=1,2,4) or a recipe field (e.g. lr=0.001,0.01), not {g!r}")
+        if not recipe:
+            m = get_method(name).name
+            if method not in (None, m): raise ConfigError(f"a sweep varies one method's settings; --grid names both {method} and {m}")
+            method = m
+        params = [p.strip() for p in (name if recipe else ps).split('/')]
         if again := seen & set(params): raise ConfigError(f"{', '.join(sorted(again))} is on two --grid axes; give each parameter once")
         vals = [[x.strip() for x in v.split('/')] for v in values.split(',') if v.strip()]
         if bad := [v for v in vals if len(v) != len(params)]:
             raise ConfigError(f"--grid {key.strip()} moves {len(params)} parameters together, so each value is {len(params)} "
                               f"numbers joined by '/', not {'/'.join(bad[0])!r}")
-        method, seen = m, seen | set(params)
-        axes.append({'name': '/'.join(params), 'params': params, 'values': vals})
+        seen |= set(params)
+        axes.append({'name': '/'.join(params), 'params': params, 'values': vals, 'recipe': recipe})
+    if method is None: raise ConfigError("the grid names only recipe fields: say which method to train at each cell with --method (e.g. --method kd)")
     return method, axes
 
-def parse_grid(grid:list[str]) -> tuple[str, list[dict]]:
-    "The method named by `grid` and every cell of the grid as `{param: value text}`."
-    method, axes = grid_axes(grid)
+def parse_grid(grid:list[str], method:str|None=None) -> tuple[str, list[dict]]:
+    "The method `grid` sweeps and every cell of the grid as `{param: value text}`."
+    method, axes = grid_axes(grid, method)
     cells = [{p: v for a, vs in zip(axes, combo) for p, v in zip(a['params'], vs)}
              for combo in itertools.product(*(a['values'] for a in axes))]
     return method, cells
 
 def cell_name(cell:dict) -> str: return ','.join(f'{k}={v}' for k, v in cell.items())
+
+def recipe_part(cell:dict) -> dict:
+    "The training-recipe fields of a grid cell (the baseline it is paired with is trained with them too)."
+    return {k: v for k, v in cell.items() if k in RECIPE_FIELDS}
+
+_KINDS = {'int': int, 'float': float, 'str': str, 'bool': lambda t: {'1': True, 'true': True, 'yes': True, '0': False, 'false': False, 'no': False}[t.lower()]}
+
+def with_recipe(s:Settings, part:dict) -> Settings:
+    "`s` with the recipe fields of `part` (texts) set and checked."
+    given = {}
+    for k, text in part.items():
+        kind = RECIPE_FIELDS[k].type if isinstance(RECIPE_FIELDS[k].type, str) else RECIPE_FIELDS[k].type.__name__
+        try: given[k] = _KINDS[kind.replace(' ', '').split('|')[0]](text)
+        except (KeyError, ValueError): raise ConfigError(f"--grid {k} takes {kind.split('|')[0]} values, not {text!r}") from None
+    s = replace(s, **given)
+    check_fields(s)
+    return s
 
 # %% ../nbs/12_sweep.ipynb #6e37162e
 def run_sweep(data, # the data to train and test on
@@ -64,32 +88,44 @@ def run_sweep(data, # the data to train and test on
               seeds=(42, 43, 44), # every cell and the baseline are trained once per seed
               out='runs/sweep', # folder of the sweep
               settings:Settings|None=None, # the settings of everything else
-              device=None, progress:bool=True, log=print, command:str='', eval_every:int=1) -> dict:
+              device=None, progress:bool=True, log=print, command:str='', eval_every:int=1,
+              method:str|None=None) -> dict: # the method trained at each cell when the grid names only recipe fields
     "Train the baseline and `grid`'s every cell for each seed (or read the finished ones); return the sweep's summary."
-    method, cells = parse_grid(grid)
+    method, cells = parse_grid(grid, method)
     base_settings = settings or Settings()
-    cell_settings = [copy.deepcopy(base_settings).set(*(f'{method}.{k}={v}' for k, v in c.items())).check() for c in cells]
+    cell_settings = [with_recipe(copy.deepcopy(base_settings).set(*(f'{method}.{k}={v}' for k, v in c.items() if k not in RECIPE_FIELDS)), recipe_part(c)).check()
+                     for c in cells]
     if isinstance(teacher, (str, Path)): teacher = load_teacher(teacher, base_settings, data.dims)
     out = Path(out)
     run = lambda names, s, folder: run_experiments(data, names, s, seeds, folder, teacher, resume=True, device=device,
                                                    progress=progress, log=log, command=command, eval_every=eval_every)
-    run([BASELINE.experiment], base_settings, out/'baseline')
+    for part in dict.fromkeys(cell_name(recipe_part(c)) for c in cells):  # CE at each recipe of the grid: every cell is paired with CE trained the same way
+        recipe = dict(kv.split('=', 1) for kv in part.split(',')) if part else {}
+        run([BASELINE.experiment], with_recipe(base_settings, recipe), _baseline_folder(out, recipe))
     for c, s in zip(cells, cell_settings):
         log(f"sweep: {method} {cell_name(c)}")
         run([get_method(method).experiment], s, out/'cells'/cell_name(c))
-    return sweep_summary(out, grid, command)
+    return sweep_summary(out, grid, command, method)
+
+def _baseline_folder(out:Path, recipe:dict) -> Path: return out/'baseline'/cell_name(recipe) if recipe else out/'baseline'
 
 # %% ../nbs/12_sweep.ipynb #bb1d1504
 def _accs(rec) -> dict: return {int(s): r['accuracy'] for runs in rec.runs.values() for s, r in runs.items()}
 
-def sweep_summary(out, grid:list[str], command:str='') -> dict:
-    "The sweep in `out` (made by `run_sweep` with `grid`): each cell's accuracies and paired gain over the baseline."
-    method, cells = parse_grid(grid)
+def _baseline(rec) -> dict:
+    accs = _accs(rec); b = np.array(list(accs.values()))
+    return {'experiment': BASELINE.experiment, 'accuracies': {str(s): v for s, v in accs.items()},
+            'mean': round(float(b.mean()), 4), 'std': round(float(b.std(ddof=1)), 4) if len(b) > 1 else None}
+
+def sweep_summary(out, grid:list[str], command:str='', method:str|None=None) -> dict:
+    "The sweep in `out` (made by `run_sweep` with `grid`): each cell's accuracies and paired gain over the baseline trained with its recipe."
+    method, cells = parse_grid(grid, method)
     out = Path(out)
-    base_rec = read_record(out/'baseline'/'results.json')
-    base = _accs(base_rec)
+    recs = {name: read_record(_baseline_folder(out, recipe_part(c))/'results.json') for c in cells if (name := cell_name(recipe_part(c))) is not None}
+    base_rec = next(iter(recs.values()))
     rows = []
     for c in cells:
+        base = _accs(recs[cell_name(recipe_part(c))])
         rec = read_record(out/'cells'/cell_name(c)/'results.json')
         accs, secs = _accs(rec), [r['seconds'] for runs in rec.runs.values() for r in runs.values()]
         a = np.array(list(accs.values()))
@@ -97,10 +133,10 @@ def sweep_summary(out, grid:list[str], command:str='') -> dict:
         rows.append({'cell': c, 'name': cell_name(c), 'accuracies': {str(s): v for s, v in accs.items()},
                      'mean': round(float(a.mean()), 4), 'std': round(float(a.std(ddof=1)), 4) if len(a) > 1 else None,
                      'gain_over_baseline': g, 'verdict': verdict(g, BASELINE.label), 'seconds': round(float(np.mean(secs)), 1)})
-    b = np.array(list(base.values()))
-    return {'method': method, 'grid': grid, 'axes': grid_axes(grid)[1], 'cells': rows, 'command': command or base_rec.command,
-            'baseline': {'experiment': BASELINE.experiment, 'accuracies': {str(s): v for s, v in base.items()},
-                         'mean': round(float(b.mean()), 4), 'std': round(float(b.std(ddof=1)), 4) if len(b) > 1 else None},
+    baselines = {name: _baseline(rec) for name, rec in recs.items()}
+    return {'method': method, 'grid': grid, 'axes': grid_axes(grid, method)[1], 'cells': rows, 'command': command or base_rec.command,
+            'baseline': next(iter(baselines.values())),  # the one CE run of a sweep of the method's settings alone
+            **({'baselines': baselines} if len(baselines) > 1 or '' not in baselines else {}),  # one CE run per recipe of the grid
             'seeds': base_rec.seeds, 'device': base_rec.device, 'threads': base_rec.threads, 'epochs': base_rec.epochs,
             'train_size': base_rec.train_size, 'test_size': base_rec.test_size, 'teacher_weights': base_rec.teacher_weights}
 
@@ -112,8 +148,8 @@ def sweep_markdown(sw:dict) -> str:
         g = r['gain_over_baseline']
         ci = f"{g['mean']:+.2f}" + (f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g['ci95'] else '')
         rows.append(f"| {r['name']} | {r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r['std'] is not None else '') + f" | {ci} | {r['verdict']} |")
-    b = sw['baseline']
-    rows.append(f"| CE alone (the baseline) | {b['mean']:.2f}" + (f" ± {b['std']:.2f}" if b['std'] is not None else '') + " | | |")
+    for name, b in (sw.get('baselines') or {'': sw['baseline']}).items():  # CE trained with each recipe of the grid
+        rows.append(f"| CE alone{f' ({name})' if name else ''} (the baseline) | {b['mean']:.2f}" + (f" ± {b['std']:.2f}" if b['std'] is not None else '') + " | | |")
     return '\n'.join(rows)
 
 def plot_sweep(sw:dict) -> plt.Figure:
@@ -144,7 +180,8 @@ def plot_sweep(sw:dict) -> plt.Figure:
 @dataclass
 class SweepOptions(TrainingOptions):
     "What `kd_sweep` is asked beyond the training: the grid, the seeds, where to write."
-    grid: list[str] = param(None, "a swept parameter and its values, METHOD.PARAM=V1,V2,..., one axis of the grid; parameters that move together: METHOD.A/B=a1/b1,a2/b2,...")
+    grid: list[str] = param(None, "a swept parameter and its values, one axis of the grid: a method's, METHOD.PARAM=V1,V2,..., or a training recipe field's, e.g. lr=0.001,0.01 (CE is then trained with each); parameters that move together: METHOD.A/B=a1/b1,a2/b2,...")
+    method: str = param(None, 'the method trained at each cell when the grid names only recipe fields (e.g. kd)')
     seeds: str = param('42,43,44', 'comma-separated seeds: the baseline and every cell are trained once per seed')
     out: str = param('runs/sweep', 'folder of the sweep')
     report: str = param(None, 'folder for kd_sweep.json and kd_sweep.png (default: --out)')
@@ -161,10 +198,10 @@ def sweep_and_report(o:SweepOptions, s, m, command:str='') -> dict|None:
         print('\n'.join(describe(x) for x in methods())); return None
     log = (lambda msg: None) if o.quiet else (lambda msg: print(msg, file=sys.stderr))
     seeds, s = _seeds(o), training_settings(s, o, m)
-    parse_grid(o.grid)
+    parse_grid(o.grid, o.method)
     if o.device is not None: check_device(o.device)
     if o.threads: torch.set_num_threads(o.threads)
-    sw = run_sweep(training_data(o), o.grid, o.teacher, seeds, o.out, s, o.device, not o.quiet, log, command, o.eval_every)
+    sw = run_sweep(training_data(o), o.grid, o.teacher, seeds, o.out, s, o.device, not o.quiet, log, command, o.eval_every, o.method)
     report = Path(o.report or o.out); report.mkdir(parents=True, exist_ok=True)
     write_json(sw, report/'kd_sweep.json')
     fig = plot_sweep(sw); fig.savefig(report/'kd_sweep.png', dpi=120, bbox_inches='tight'); plt.close(fig)
