@@ -63,3 +63,20 @@ def test_a_bad_recipe_value_is_one_line_and_exit_2(bad, says, tmp_path):
     p = subprocess.run([*KD_RUN, '--data', 'sample', '--out', tmp_path/'run', *bad], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and says in p.stderr, p.stderr
     assert not (tmp_path/'run').exists()
+
+
+def test_a_named_recipe_and_its_fields_overridden_are_recorded(tmp_path):
+    "`--recipe cifar-sgd` gives the published recipe's fields; any option overrides one; results.json holds the whole recipe."
+    base = ['--data', 'sample', '--device', 'cpu', '--train-size', '128', '--test-size', '50', '--experiments', 'student_ce', '--quiet']
+    p = subprocess.run([*KD_RUN, *base, '--recipe', 'cifar-sgd', '--epochs', '3', '--out', tmp_path/'a'], env=ENV, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path/'a'/'results.json').read_text())['settings']
+    assert (s['recipe'], s['optimizer'], s['lr'], s['momentum'], s['weight_decay'], s['decay_norms_and_biases'], s['batch_size'], s['epochs'],
+            s['schedule'], s['milestones'], s['lr_factor']) == ('cifar-sgd', 'sgd', 0.05, 0.9, 5e-4, True, 64, 3, 'multistep', '0.625,0.75,0.875', 0.1)
+    over = ['--optimizer', 'adamw', '--lr', '0.002', '--weight-decay', '0.01', '--schedule', 'onecycle', '--warmup-epochs', '0.5',
+            '--label-smoothing', '0.1', '--clip-grad-norm', '2', '--batch-size', '32', '--epochs', '2', '--momentum', '0.8']
+    p = subprocess.run([*KD_RUN, *base, '--recipe', 'cifar-sgd', *over, '--out', tmp_path/'b'], env=ENV, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path/'b'/'results.json').read_text())['settings']
+    assert (s['optimizer'], s['lr'], s['weight_decay'], s['schedule'], s['warmup_epochs'], s['label_smoothing'], s['clip_grad_norm'],
+            s['batch_size'], s['epochs'], s['momentum'], s['milestones']) == ('adamw', 0.002, 0.01, 'onecycle', 0.5, 0.1, 2.0, 32, 2, 0.8, '0.625,0.75,0.875')
