@@ -458,7 +458,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                   'kd_nbdev.recipes.make_optimizer': ('recipes.html#make_optimizer', 'kd_nbdev/recipes.py'),
                                   'kd_nbdev.recipes.make_scheduler': ('recipes.html#make_scheduler', 'kd_nbdev/recipes.py'),
                                   'kd_nbdev.recipes.milestone_fractions': ('recipes.html#milestone_fractions', 'kd_nbdev/recipes.py'),
-                                  'kd_nbdev.recipes.recipe': ('recipes.html#recipe', 'kd_nbdev/recipes.py'),
+                                  'kd_nbdev.recipes.named_recipe': ('recipes.html#named_recipe', 'kd_nbdev/recipes.py'),
                                   'kd_nbdev.recipes.recipe_fields': ('recipes.html#recipe_fields', 'kd_nbdev/recipes.py'),
                                   'kd_nbdev.recipes.recipe_key': ('recipes.html#recipe_key', 'kd_nbdev/recipes.py')},
             'kd_nbdev.record': { 'kd_nbdev.record.RecordError': ('record.html#recorderror', 'kd_nbdev/record.py'),

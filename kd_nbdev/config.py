@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, asdict, replace
 from .params import ConfigError, param, positive, positive_whole, fraction, one_of, check_fields
 from .methods.registry import check_config, configs, get_method, methods, set_param
 from .models import MODELS, ModelError, check_model_name
-from .recipes import Recipe, RECIPES, recipe, recipe_fields
+from .recipes import Recipe, RECIPES, named_recipe, recipe_fields
 
 # %% auto #0
 __all__ = ['Settings', 'settings_dict', 'legacy_options', 'settings_from_dict']
@@ -40,7 +40,7 @@ class Settings(Recipe):
 
     def teacher_settings(self) -> Settings:
         "The settings the teacher trains with: its own named recipe if it has one, else the students'; `teacher_epochs` if given."
-        s = replace(self, **recipe_fields(recipe(self.teacher_recipe))) if self.teacher_recipe else self
+        s = replace(self, **recipe_fields(named_recipe(self.teacher_recipe))) if self.teacher_recipe else self
         return replace(s, epochs=self.teacher_epochs or s.epochs)
 
     @classmethod

@@ -12,7 +12,7 @@ from torch.optim import lr_scheduler
 from .params import ConfigError, param, positive, positive_whole, weight, fraction, one_of, check_fields
 
 # %% auto #0
-__all__ = ['RECIPES', 'milestone_fractions', 'Recipe', 'recipe', 'recipe_fields', 'recipe_key', 'make_optimizer',
+__all__ = ['RECIPES', 'milestone_fractions', 'Recipe', 'named_recipe', 'recipe_fields', 'recipe_key', 'make_optimizer',
            'make_scheduler', 'lr_curve']
 
 # %% ../nbs/02a_recipes.ipynb #69a8e11e
@@ -52,7 +52,7 @@ RECIPES = {
                   "weight decay 5e-4 on every parameter, batches of 64, 240 epochs, lr 0.05 x0.1 at epochs 150, 180, 210"),
 }
 
-def recipe(name:str='tutorial', # a key of `RECIPES`
+def named_recipe(name:str='tutorial', # a key of `RECIPES`
            **overrides) -> Recipe: # fields to change
     "The named recipe with `overrides` applied, checked."
     if name not in RECIPES: raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")

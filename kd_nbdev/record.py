@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
 import numpy as np
-from .recipes import recipe, recipe_fields
+from .recipes import named_recipe, recipe_fields
 import kd_nbdev
 from . import __version__
 from .store import write_atomic, write_json
@@ -125,7 +125,7 @@ _FIRST = ('experiment', 'seed', 'epoch')
 def constant_lr(rec:RunRecord, name:str) -> float|None:
     "The learning rate of experiment `name` when its schedule kept it constant (its history rows then do not repeat it); else `None`."
     s = rec.settings or {}
-    if name == TEACHER and s.get('teacher_recipe'): s = {**s, **recipe_fields(recipe(s['teacher_recipe']))}
+    if name == TEACHER and s.get('teacher_recipe'): s = {**s, **recipe_fields(named_recipe(s['teacher_recipe']))}
     return s.get('lr') if s.get('schedule', 'constant') == 'constant' and not s.get('warmup_epochs') else None
 
 def history_rows(rec:RunRecord) -> list[dict]:
