@@ -28,6 +28,7 @@ def test_results_json_says_where_its_numbers_came_from(tmp_path):
     assert prov['data_sha256'] == hashlib.sha256(Path(SAMPLE_PATH).read_bytes()).hexdigest()
     assert rec['settings']['methods']['kd']['T'] == 3 and rec['settings']['optimizer'] == 'adam' and rec['settings']['recipe'] == 'tutorial'
     assert rec['precision'] in ('fp32', 'bf16') and rec['threads'] and rec['device'].startswith('cpu (')
-    assert rec['objectives']['student_regressor']['adapter'] == 'average-pool the maps to 8x8 (student 8x8, teacher 16x16)'
+    assert rec['objectives']['student_regressor']['adapter'] == ("a trainable 3x3 conv from the student's 16 channels to the teacher's 128; "
+                                                              'average-pool the maps to 8x8 (student 8x8, teacher 16x16)')
     assert rec['objectives']['student_at']['adapter'] == 'average-pool the maps to 8x8 (student 8x8, teacher 16x16)'
     assert rec['objectives']['student_regressor']['teacher_layers'] == ['layer2']
