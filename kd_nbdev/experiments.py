@@ -15,7 +15,7 @@ from .methods.registry import methods, describe
 from .training import TrainingError
 from .config import Settings, legacy_options
 from .recipes import Recipe
-from .record import RunRecord, TEACHER, experiment_order, summarize
+from .record import RunRecord, TEACHER, summarize
 from .run import parse_experiments, check_request, check_device, check_seeds, run_experiments
 from .rundir import check_out
 from .distributed import start, stop, speaks

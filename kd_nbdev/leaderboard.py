@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_leaderboard.ipynb #b9997c68
 from __future__ import annotations
-import json, sys
+import json
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt

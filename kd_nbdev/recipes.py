@@ -5,7 +5,7 @@
 # %% ../nbs/02a_recipes.ipynb #03a5563f
 from __future__ import annotations
 import math
-from dataclasses import dataclass, fields, replace, asdict
+from dataclasses import dataclass, fields, replace
 import torch
 from torch import nn
 from torch.optim import lr_scheduler

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 from pathlib import Path
 import torch

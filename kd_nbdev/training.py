@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .images import Cifar10, CIFAR10_MEAN, CIFAR10_STD, norm_key
+from .images import Cifar10, norm_key
 from .batches import batches, augment_batch
 from .models import resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .params import check_fields
-from .methods.base import Outputs, Batch, Objective, CrossEntropy
+from .methods.base import Outputs, Objective, CrossEntropy
 from .config import Settings
 from .recipes import make_optimizer, make_scheduler, recipe_key
 from .teachers import LiveTeacher, TeacherCache
