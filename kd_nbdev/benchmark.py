@@ -161,7 +161,7 @@ class BenchOptions:
     train_size: int = param(10_000, 'the first N training images, both sides', positive_whole)
     rounds: int = param(2, 'runs of each side, alternating (reference, ours, ours, reference, ...)', positive_whole)
     threads: int = param(None, "OMP/MKL threads of both sides (default: PyTorch's default here)", positive_whole)
-    out: str = param('results/benchmark.json', 'where to write the comparison as JSON')
+    out: str = param('runs/bench/benchmark.json', 'where to write the comparison as JSON')
     interval: float = param(0.2, 'seconds between memory samples of each process tree', positive)
     full_epochs: int = param(10, 'epochs of the extrapolated full run', positive_whole)
     full_train_size: int = param(50_000, 'training images of the extrapolated full run', positive_whole)

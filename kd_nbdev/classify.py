@@ -4,6 +4,7 @@
 
 # %% ../nbs/13a_classify.ipynb #2c378d0a
 from __future__ import annotations
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -18,22 +19,34 @@ __all__ = ['IMAGE_SUFFIXES', 'kd_predict', 'main', 'image_files', 'read_image', 
 # %% ../nbs/13a_classify.ipynb #915b7d0a
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
-def image_files(paths) -> list[Path]:
+def image_files(paths, # image files, or folders of them
+                log=None # called with one line per file of a folder that is left out
+               ) -> list[Path]:
     "The image files among `paths`, each folder replaced by the images directly in it (sorted)."
     files = []
     for p in map(Path, paths):
-        if p.is_dir(): files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if p.is_dir():
+            for f in sorted(p.iterdir()):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES: files.append(f)
+                elif log: log(f"skipped {f}: " + ('a folder (folders are not searched)' if f.is_dir() else f"not an image file (not {', '.join(IMAGE_SUFFIXES)})"))
         elif p.is_file(): files.append(p)
         else: raise ConfigError(f"no file or folder at {p}")
     if not files: raise ConfigError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
     return files
 
-def read_image(path, size:tuple=(32, 32), channels:int=3) -> np.ndarray:
+def read_image(path, # an image file
+               size:tuple=(32, 32), # (height, width) the model takes
+               channels:int=3, # 3: RGB, 1: greyscale
+               log=None # called with one line when the image is resized
+              ) -> np.ndarray:
     "The image at `path` as uint8 `(H,W,C)`, converted to `channels` and resized to `size` (height, width)."
     try:
         with Image.open(path) as im: im = im.convert('RGB' if channels == 3 else 'L')
     except Exception as e: raise ConfigError(f"{path} cannot be read as an image ({type(e).__name__})") from None
-    if im.size != (size[1], size[0]): im = im.resize((size[1], size[0]), Image.BILINEAR)
+    if im.size != (size[1], size[0]):
+        squashed = im.size[0] * size[0] != im.size[1] * size[1]  # another aspect ratio: the picture is stretched, not cropped
+        if log: log(f"{path}: resized from {im.size[0]}x{im.size[1]} to {size[1]}x{size[0]}" + (' (squashed: its aspect ratio changed)' if squashed else ''))
+        im = im.resize((size[1], size[0]), Image.BILINEAR)
     a = np.asarray(im, dtype=np.uint8)
     return a[..., None] if a.ndim == 2 else a
 
@@ -49,8 +62,9 @@ class PredictOptions:
 def classify(o:PredictOptions) -> list[dict]:
     "Print the `top` classes of each image `o` names, as the exported model sees them; return them."
     model = Exported(o.model, o.threads)
-    files = image_files(o.images)
-    x = np.stack([read_image(f, model.image_size, model.channels) for f in files])
+    say = lambda m: print(f"kd_predict: {m}", file=sys.stderr)
+    files = image_files(o.images, say)
+    x = np.stack([read_image(f, model.image_size, model.channels, say) for f in files])
     probs, rows = model.predict(x), []
     for f, pr in zip(files, probs):
         top = np.argsort(-pr)[:o.top]

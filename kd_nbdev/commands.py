@@ -11,7 +11,8 @@ from fastcore.basics import patch
 from .params import check_fields
 
 # %% auto #0
-__all__ = ['OneLineParser', 'add_field_options', 'dashes', 'Failed', 'Terminated', 'one_line', 'exit_code', 'Command']
+__all__ = ['RUN_FOLDER', 'OneLineParser', 'add_field_options', 'dashes', 'Failed', 'Terminated', 'one_line', 'exit_code',
+           'Command', 'report_folder']
 
 # %% ../nbs/06a_commands.ipynb #13347a16
 class OneLineParser(argparse.ArgumentParser):
@@ -146,3 +147,14 @@ def __call__(self:Command, argv:list[str]|None=None):
         sys.exit(code)
     finally:
         if before is not None: signal.signal(signal.SIGTERM, before)
+
+# %% ../nbs/06a_commands.ipynb #fc4f89cc
+from pathlib import Path
+
+RUN_FOLDER = 'runs/kd'  # kd_run's default --out, and the default --run of every command that reads a run
+
+def report_folder(run, # the run folder the report is made from
+                  out=None # the folder the command was given, if any
+                 ) -> Path:
+    "Where a report on `run` is written: `out` when given, else `report/` inside the run."
+    return Path(out) if out else Path(run)/'report'

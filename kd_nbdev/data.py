@@ -162,7 +162,8 @@ def load_data(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 
         try: return size(read_torchvision(root, download=True))
         except Exception as e: reason = f"torchvision's download failed ({type(e).__name__})"
     else: reason = 'downloading was turned off'
-    raise DataError(f"CIFAR-10 not found ({reason}). Pass an .npz file with x_train, y_train, x_test, y_test "
+    raise DataError(f"CIFAR-10 not found ({reason}). Offline, `--data sample` runs on the small CIFAR-10 sample that ships "
+                    f"with the package, and `--data path/to/cifar10.npz` on a local .npz file. Pass an .npz file with x_train, y_train, x_test, y_test "
                     f"(e.g. --data path/to/cifar10.npz), set {DATA_ENV} to it, or put torchvision's "
                     f"cifar-10-batches-py folder under {' or '.join(f'{f}/' for f in folders)}.")
 

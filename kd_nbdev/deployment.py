@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from torch.utils.flop_counter import FlopCounterMode
-from .commands import Command
+from .commands import Command, RUN_FOLDER, report_folder
 from .data import load_cifar10
 from .record import TEACHER
 from .params import ConfigError, param, positive_whole
@@ -154,7 +154,7 @@ def plot_deployment(d:dict):
 @dataclass
 class DeployOptions:
     "What `kd_deploy` is asked."
-    run: str = param(None, 'the kd_run output folder')
+    run: str = param(RUN_FOLDER, 'the kd_run output folder')
     models: str = param(None, "comma-separated: 'teacher' and experiments of the run (default: the teacher, the CE student and the KD student)")
     int8: str = param(None, 'the experiment also measured as int8 (default: the last of --models)')
     seed: int = param(None, "which seed's networks (default: the run's first)")
@@ -164,7 +164,7 @@ class DeployOptions:
     rounds: int = param(5, 'rounds of timing, every network in turn', positive_whole)
     calls: int = param(50, 'timed batch-1 calls per network and round', positive_whole)
     out: str = param(None, 'folder for the exported files (default: RUN/export)')
-    report: str = param('results', 'folder for deployment.json and deployment.png')
+    report: str = param(None, 'folder for deployment.json and deployment.png (default: RUN/report)')
 
 def deploy_and_measure(o:DeployOptions, command:str='') -> dict:
     "Check the run's networks and data, then export, measure, write and print the deployment table."
@@ -176,7 +176,7 @@ def deploy_and_measure(o:DeployOptions, command:str='') -> dict:
     first = load_trained(o.run, models[0], o.seed, o.teacher)  # reads results.json: a bad run folder stops here
     for m in models[1:]: load_trained(o.run, m, o.seed, o.teacher)
     data = load_cifar10(o.data or first.data_path, download=False, image_size=first.resized_to)
-    report = Path(o.report); report.mkdir(parents=True, exist_ok=True)
+    report = report_folder(o.run, o.report); report.mkdir(parents=True, exist_ok=True)
     d = deployment(o.run, data, models, int8, o.seed, o.teacher, o.out, o.threads, o.rounds, o.calls)
     d['command'] = command
     write_json(d, report/'deployment.json')
@@ -184,6 +184,6 @@ def deploy_and_measure(o:DeployOptions, command:str='') -> dict:
     print(deployment_markdown(d)); print(f"\nWritten: {report/'deployment.json'}, {report/'deployment.png'}")
     return d
 
-kd_deploy = Command('kd_deploy', deploy_and_measure, DeployOptions, required=('run',), fails=(ExportError,),
+kd_deploy = Command('kd_deploy', deploy_and_measure, DeployOptions, fails=(ExportError,),
                     description="Export the networks of a kd_run folder to ONNX (and one to int8), then measure their size, FLOPs, accuracy, latency and throughput.")
 main = kd_deploy.main

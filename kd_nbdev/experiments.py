@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, make_dataclass, replace, field as dc_
 from pathlib import Path
 import sys
 import torch
-from .commands import Command
+from .commands import Command, RUN_FOLDER
 from .data import load_data
 from .params import ConfigError, param, positive_whole
 from .methods.registry import methods, describe
@@ -19,7 +19,7 @@ from .record import RunRecord, TEACHER, summarize
 from .run import parse_experiments, check_request, check_device, check_seeds, run_experiments
 from .rundir import check_out
 from .distributed import start, stop, speaks
-from .models import default_device
+from .models import default_device, resolve_precision
 from .plots import save_plots
 
 # %% auto #0
@@ -56,7 +56,7 @@ class TrainingOptions:
 class RunOptions(TrainingOptions):
     "What `kd_run` is asked to do, beyond the training settings."
     experiments: str = param(None, f"comma-separated experiments, or 'all' (default: the tutorial's five: {', '.join(TUTORIAL_EXPERIMENTS)}; --list-methods shows every method)")
-    out: str = param('runs/kd', 'output folder for results.json, teacher.pt and checkpoints')
+    out: str = param(RUN_FOLDER, 'output folder for results.json, teacher.pt and checkpoints')
     seed: int = param(42, 'seed of the weights and of the data order')
     seeds: str = param(None, 'several seeds, comma-separated (e.g. 42,43,44,45,46): each student is trained once per seed; overrides --seed')
     resume: bool = param(False, 'continue the interrupted run in --out')
@@ -122,8 +122,11 @@ def train_and_report(o:RunOptions, s, m, command:str='') -> RunRecord|None:
     check_request(names, s, o.teacher, probe=False)  # the networks are probed once the images' size is known
     check_out(o.out, names, seeds, o.resume)  # before the data, which may be downloaded, and before any work
     if o.threads: torch.set_num_threads(o.threads)
-    w = start(o.device or default_device())  # under torchrun: join the other processes (one process: nothing happens)
+    device = o.device or default_device()
+    w = start(device)  # under torchrun: join the other processes (one process: nothing happens)
     d = training_data(o)
+    if w.main: log(f"kd_run: data {d.source or d.path} ({len(d.x_train):,} training, {len(d.x_test):,} test images), "
+                   f"device {device}, precision {resolve_precision(s.precision, device)}, {torch.get_num_threads()} CPU threads")
     rec = run_experiments(d, request, s, seeds, o.out, o.teacher, o.resume, o.device, not o.quiet, log, command, o.eval_every)
     stop()
     if not w.main: return rec  # process 0 reports for all

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 from dataclasses import dataclass
-from .commands import Command
+from .commands import Command, RUN_FOLDER, report_folder
 from .params import param
 from .methods.registry import BASELINE, get_method
 from .record import RunRecord, TEACHER, read_record
@@ -117,13 +117,14 @@ def write_leaderboard(run, out, command:str='') -> dict:
 @dataclass
 class LeaderboardOptions:
     "What `kd_leaderboard` is asked."
-    run: str = param('runs/leaderboard', 'the --out folder of a kd_run --seeds run')
-    out: str = param('results', 'folder for leaderboard.json and leaderboard.png')
+    run: str = param(RUN_FOLDER, 'the --out folder of a kd_run --seeds run')
+    out: str = param(None, 'folder for leaderboard.json and leaderboard.png (default: RUN/report)')
 
 def print_leaderboard(o:LeaderboardOptions, command:str='') -> dict:
     "Write the leaderboard of the run `o` names and print it."
-    lb = write_leaderboard(o.run, o.out, command)
-    print(leaderboard_markdown(lb)); print(f"\nWritten: {Path(o.out)/'leaderboard.json'}, {Path(o.out)/'leaderboard.png'}")
+    out = report_folder(o.run, o.out)
+    lb = write_leaderboard(o.run, out, command)
+    print(leaderboard_markdown(lb)); print(f"\nWritten: {out/'leaderboard.json'}, {out/'leaderboard.png'}")
     return lb
 
 kd_leaderboard = Command('kd_leaderboard', print_leaderboard, LeaderboardOptions,

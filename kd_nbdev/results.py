@@ -8,7 +8,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from dataclasses import dataclass
-from .commands import Command
+from .commands import Command, RUN_FOLDER, report_folder
 from .params import param, positive_whole
 from .store import unwritable
 from .images import DataError
@@ -74,15 +74,15 @@ def write_report(run, # a kd_run output folder
 @dataclass
 class ReportOptions:
     "What `kd_report` is asked."
-    run: str = param('runs/seeds', 'the --out folder of a kd_run (results.json, teacher.pt, checkpoints/)')
-    out: str = param('results', 'folder for seeds.json and the PNG plots')
+    run: str = param(RUN_FOLDER, 'the --out folder of a kd_run (results.json, teacher.pt, checkpoints/)')
+    out: str = param(None, 'folder for seeds.json and the PNG plots (default: RUN/report)')
     data: str = param(None, 'CIFAR-10 for the prediction grid (default: the data the run used)')
     seed: int = param(None, 'whose students the prediction grid shows (default: the first seed)')
     n_images: int = param(12, 'test images in the prediction grid', positive_whole)
 
 def report_run(o:ReportOptions) -> str:
     "Write the report of the run `o` names and print its table."
-    text = write_report(o.run, o.out, o.data, o.seed, o.n_images, log=lambda m: print(f"kd_report: {m}", file=sys.stderr))
+    text = write_report(o.run, report_folder(o.run, o.out), o.data, o.seed, o.n_images, log=lambda m: print(f"kd_report: {m}", file=sys.stderr))
     print(text)
     return text
 

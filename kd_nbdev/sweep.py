@@ -101,9 +101,10 @@ def run_sweep(data, # the data to train and test on
                                                    progress=progress, log=log, command=command, eval_every=eval_every)
     for part in dict.fromkeys(cell_name(recipe_part(c)) for c in cells):  # CE at each recipe of the grid: every cell is paired with CE trained the same way
         recipe = dict(kv.split('=', 1) for kv in part.split(',')) if part else {}
+        log(f"sweep: the baseline{f' at {part}' if part else ''} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
         run([BASELINE.experiment], with_recipe(base_settings, recipe), _baseline_folder(out, recipe))
-    for c, s in zip(cells, cell_settings):
-        log(f"sweep: {method} {cell_name(c)}")
+    for i, (c, s) in enumerate(zip(cells, cell_settings)):
+        log(f"sweep: cell {i + 1} of {len(cells)}: {method} {cell_name(c)} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
         run([get_method(method).experiment], s, out/'cells'/cell_name(c))
     return sweep_summary(out, grid, command, method)
 
