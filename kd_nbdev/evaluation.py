@@ -22,7 +22,8 @@ def predict(model:nn.Module, # any classifier of the images
             precision:str='fp32', # 'fp32', 'bf16' or 'auto'
             device=None, # where to run; the model's device when None
             channels_last:bool=False, # NHWC memory layout, as the model was trained with
-            mean=CIFAR10_MEAN, std=CIFAR10_STD # the normalisation the model was trained with (`ImageData.stats()`)
+            mean=CIFAR10_MEAN, # each channel's mean the model was trained with (`ImageData.stats()`)
+            std=CIFAR10_STD # each channel's standard deviation the model was trained with
            ) -> torch.Tensor: # the predicted class of each image, on the CPU
     "The class `model` predicts for each image of `x`."
     device = device or next(model.parameters()).device

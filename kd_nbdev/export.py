@@ -137,7 +137,8 @@ def export_classifier(t:Trained, path, format:str='onnx', image_shape=(32, 32, 3
 # %% ../nbs/13_export.ipynb #f2ac9c6c
 class Exported:
     "An exported classifier, loaded from its file: call it on uint8 images `(N,H,W,C)` to get logits."
-    def __init__(self, path, threads:int|None=None):
+    def __init__(self, path, # the file kd_export wrote (.onnx, .ts or .pt2)
+                 threads:int|None=None): # CPU threads of the runtime (default: its own choice)
         self.path = path = Path(path)
         if not path.is_file(): raise ConfigError(f"no exported model at {path}")
         fmt = {v: k for k, v in FORMATS.items()}.get(path.suffix)

@@ -53,15 +53,15 @@ def _class_names(classes, y_train, y_test, shape) -> tuple:
 @dataclass
 class ImageData:
     "A dataset in memory: uint8 images `(N,C,H,W)` and int64 labels for each split, with its class names and normalisation."
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    classes: tuple = CLASSES
+    x_train: torch.Tensor  # the training images, uint8 `(N,C,H,W)`
+    y_train: torch.Tensor  # their labels, int64 `(N,)`
+    x_test: torch.Tensor  # the test images, uint8 `(N,C,H,W)`
+    y_test: torch.Tensor  # their labels, int64 `(N,)`
+    classes: tuple = CLASSES  # the class names, in the order of the labels
     source: str = ''  # where the data came from, for people (with the subset taken, e.g. `cifar10.npz[:512,:200]`)
     path: str = ''  # the file or folder it was read from, to read it again
     mean: tuple|None = None  # each channel's mean and standard deviation on the 0-1 scale (`None`: not chosen yet, see `with_norm`)
-    std: tuple|None = None
+    std: tuple|None = None  # each channel's standard deviation on the 0-1 scale (`None`: not chosen yet)
     norm: str = ''  # where `mean` and `std` come from, in words
     image_size: int|None = None  # the side the images were resized to when read (`None`: as stored)
 

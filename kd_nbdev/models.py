@@ -25,9 +25,10 @@ def _flat_size(features:nn.Module, in_channels:int, image_size) -> int:
 
 class DeepNN(nn.Module):
     "The tutorial's teacher: four 3x3 convolutions (128, 64, 64, 32 filters) and a 2048-512-10 classifier."
-    def __init__(self, num_classes:int=10,
+    def __init__(self, num_classes:int=10, # the classes it tells apart
                  dropout:float=0., # the tutorial's `nn.Dropout(0,1)` is p=0; upstream uses 0.1
-                 in_channels:int=3, image_size=32): # the images: channels and side (or `(height, width)`)
+                 in_channels:int=3, # the images' channels: 3 for RGB, 1 for greyscale
+                 image_size=32): # the images' side (or `(height, width)`)
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 128, kernel_size=3, padding=1), nn.ReLU(),
@@ -44,9 +45,10 @@ class DeepNN(nn.Module):
 # %% ../nbs/01_models.ipynb #1f29c8e3
 class LightNN(nn.Module):
     "The tutorial's student: two 3x3 convolutions of 16 filters and a 1024-256-10 classifier."
-    def __init__(self, num_classes:int=10,
+    def __init__(self, num_classes:int=10, # the classes it tells apart
                  conv2_kernel:int=3, # the tutorial's regressor experiment uses 2
-                 in_channels:int=3, image_size=32): # the images: channels and side (or `(height, width)`)
+                 in_channels:int=3, # the images' channels: 3 for RGB, 1 for greyscale
+                 image_size=32): # the images' side (or `(height, width)`)
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 16, kernel_size=3, padding=1), nn.ReLU(),
@@ -59,7 +61,8 @@ class LightNN(nn.Module):
     def forward(self, x): return self.classifer(torch.flatten(self.features(x), 1))
 
 # %% ../nbs/01_models.ipynb #56089b7a
-def count_parameters(model:nn.Module) -> int:
+def count_parameters(model:nn.Module # any PyTorch module
+                    ) -> int:
     "Number of trainable parameters of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

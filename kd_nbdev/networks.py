@@ -78,7 +78,10 @@ def method_shapes(m:Method, s:Settings, t_model, dims, layers) -> Shapes:
     return Shapes(s_hidden, t_hidden)
 
 # %% ../nbs/06f_networks.ipynb #84510717
-def load_teacher(path, s:Settings, dims:dict|None=None) -> nn.Module:
+def load_teacher(path, # the teacher's weights: a state-dict file, e.g. the teacher.pt that kd_run writes
+                 s:Settings, # the settings of the run: `teacher_model` names the network
+                 dims:dict|None=None # the images' `dims` (`ImageData.dims`): channels, size, classes (default: CIFAR-10's)
+                ) -> nn.Module:
     "A trained teacher (`s.teacher_model` for images of `dims`) from a state-dict file (read without executing pickled code)."
     path, fix = Path(path), "give the teacher.pt that kd_run wrote, or add 'teacher' to the experiments to train one"
     if path.is_dir(): raise ConfigError(f"{path} is a folder, not a teacher file; {fix}")

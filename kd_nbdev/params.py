@@ -38,7 +38,8 @@ def one_of(*choices):
     def check(v): return None if v in choices else f"must be one of {', '.join(map(repr, choices))}"
     return check
 
-def param(default, help:str, # one line: what the parameter does
+def param(default, # the value when none is given
+          help:str, # one line: what the parameter does
           check:Callable|None=None, # returns what is wrong with a value, or `None`
           option:str|None=None): # the parameter's own `kd_run` option, for the tutorial's methods
     "A setting: a dataclass field with its default, help, check and command-line option."

@@ -103,7 +103,8 @@ def record_from_dict(d) -> RunRecord:
     own = {f.name for f in fields(RunRecord)}
     return RunRecord(**{k: v for k, v in d.items() if k in own})
 
-def read_record(path) -> RunRecord:
+def read_record(path # a results.json file
+               ) -> RunRecord:
     "The `RunRecord` in the results.json at `path`; `RecordError` (one line) if it is missing or not one."
     path = Path(path)
     if path.is_dir(): raise RecordError(f"{path} is a folder, not a results file")

@@ -106,13 +106,17 @@ class Plan:
 
 def run_experiments(data:Cifar10, # the data to train and test on
                     experiments=None, # names, or a comma-separated string (default: every experiment)
-                    settings:Settings|None=None,
+                    settings:Settings|None=None, # how every network trains (default: `Settings()`, the tutorial's)
                     seeds=(42,), # one run of each student per seed; the teacher uses the first
                     out:str|Path|None=None, # folder for results.json, teacher.pt and checkpoints
                     teacher:str|Path|torch.nn.Module|None=None, # a trained teacher (model or checkpoint file)
                     resume:bool=False, # continue the run in `out` instead of refusing to overwrite it
-                    device=None, progress:bool=True, log=print, command:str='',
-                    eval_every:int=1) -> RunRecord: # test after every `eval_every`-th epoch and the last (1: full training curves)
+                    device=None, # where to train: 'cpu' or 'cuda' (default: CUDA when available)
+                    progress:bool=True, # show progress bars
+                    log=print, # called with each message (one line of text)
+                    command:str='', # the command line that asked for the run, kept in results.json
+                    eval_every:int=1 # test after every `eval_every`-th epoch and the last (1: full training curves)
+                   ) -> RunRecord:
     "Train the requested experiments in order; save results after each one; return them."
     s = settings or Settings()
     every = isinstance(experiments, str) and experiments.strip() == 'all'  # every method that fits these networks

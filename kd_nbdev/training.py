@@ -89,14 +89,15 @@ def fit(student:nn.Module, # the model being trained
         teacher=None, # teacher model, or a callable `(images, indices) -> Outputs` such as a `TeacherCache`
         settings:Settings|None=None, # how to train: epochs, lr, batch_size, precision, channels_last, augment (`PLAIN` when None)
         seed:int=42, # seeds the order of the training images
-        device=None,
+        device=None, # where to train: 'cpu', 'cuda' or a `torch.device` (default: CUDA when available)
         checkpoint:str|Path|None=None, # file for a checkpoint after each epoch; resumed from when it matches
         fingerprint_extra=(), # what else identifies the run (teacher weights, settings) for resuming
         name:str='', # how messages and progress bars call this run
         eval_every:int=1, # test after every `eval_every`-th epoch and after the last; 1 gives full training curves
         progress:bool=True, # show progress bars
-        log=print,
-        **overrides) -> list[dict]: # any field of `settings` to change for this call, e.g. `epochs=2, lr=1e-2`
+        log=print, # called with each message (one line of text)
+        **overrides # any field of `settings` to change for this call, e.g. `epochs=2, lr=1e-2`
+       ) -> list[dict]:
     "Train `student` with `objective` and Adam; test after each epoch (or every `eval_every`-th); return the per-epoch history."
     s = fit_settings(settings, **overrides)
     epochs, bs, precision, channels_last, augment = s.epochs, s.batch_size, s.precision, s.channels_last, s.augment

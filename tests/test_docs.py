@@ -82,6 +82,11 @@ def _screenshot(driver, path):
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 1000)
 
+MATH_PAGES = {'03_kd.html'}  # pages with formulas
+# the docs chapter's screenshots (nbs/90_docs.ipynb shows them): `python tests/test_docs.py --copy-screenshots` copies them
+# from _screenshots/, where this test writes them, to nbs/images/
+DOC_SHOTS = {'index.html': 'docs_index.png', '05a_methods/01_dkd.html': 'docs_method.png', '95_api.html': 'docs_api.png'}
+
 def _page_names():
     from kd_nbdev.dev.site import doc_pages
     return [n for n in doc_pages(NBS) if n != 'index']
@@ -110,8 +115,17 @@ def visits(server, browser):
             images=browser.execute_script("return [...document.images].map(i => [i.currentSrc, i.complete, i.naturalWidth])"),
             plots=browser.execute_script(
                 "return [...document.querySelectorAll('.cell_output img')].filter(i => i.complete && i.naturalWidth > 0).length"))
+        if page in MATH_PAGES:  # MathJax typesets after the page has loaded
+            WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.querySelector('mjx-container') !== null"),
+                                             message=f'{page}: no formula typeset by MathJax 60 s after loading it')
+        pages[page].update(browser.execute_script("""return {
+            captions: [...document.querySelectorAll('.sidebar-tree .caption-text')].map(e => e.textContent.trim()),
+            formulas: document.querySelectorAll('mjx-container').length,
+            links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+            text: document.querySelector('article')?.innerText || ''};"""))
         if page == 'index.html': _screenshot(browser, SHOTS/'home.png')
         if page == '03_kd.html': _screenshot(browser, SHOTS/'03_kd.png')
+        if page in DOC_SHOTS: _screenshot(browser, SHOTS/DOC_SHOTS[page])
         todo += [p for p in nav if p not in pages]
     return pages
 
@@ -165,10 +179,13 @@ def looks(server, browser):
                                 text: s.innerText,
                                 table: [...s.querySelectorAll(':scope > table, :scope > div > table')]
                                        .some(t => /Type/.test(t.innerText) && /Default/.test(t.innerText) && /Details/.test(t.innerText))}));
-                return {entries,
+                const params = [...document.querySelectorAll('table')].filter(t => /Details/.test(t.rows[0]?.innerText || ''))
+                    .flatMap(t => [...t.tBodies[0].rows].map(r => [...r.cells].map(c => c.innerText.trim())));
+                return {entries, params,
                         sources: [...document.querySelectorAll('a.nbdev-source')].map(a => a.href),
                         outputs: [...document.querySelectorAll('.cell_output')].map(text),
                         inputs: [...document.querySelectorAll('.cell_input')].map(text),
+                        code: [...document.querySelectorAll('article code')].map(text),
                         scrolling: [...document.querySelectorAll('pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
                                    .map(p => p.innerText.split('\\n').reduce((a, b) => a.length > b.length ? a : b).slice(0, 80))};""")
     finally: browser.set_window_size(1280, 1000)
@@ -220,5 +237,80 @@ def test_source_links_lead_to_the_definition(looks, server):
         if url not in pages: pages[url] = urllib.request.urlopen(url).read().decode()
         m = re.search(rf'id="{line}"[^>]*></a>(.*?)(?:<a id=|</pre>)', pages[url], re.S)
         code = re.sub(r'<[^>]+>', '', re.sub(r'<span class="linenos">.*?</span>', '', m.group(1))) if m else ''
-        if not re.search(rf'\b(def|class)\s+{re.escape(e["name"].split(".")[-1])}\b', code): bad.append((e['name'], e['source'], code[:80]))
+        name = re.escape(e['name'].split('.')[-1])  # defined by `def`, `class`, or an assignment (a constant, an alias, a command)
+        if not re.search(rf'\b(def|class)\s+{name}\b|^\s*{name}\s*[:=]', code): bad.append((e['name'], e['source'], code[:80]))
     assert not bad, f'source links that do not lead to the definition: {bad}'
+
+# Issue 25: a reference people look things up in, sections in the sidebar, formulas, no scaffolding, no dead links
+
+def test_api_page_describes_every_parameter(looks):
+    "The API page has an entry for every public name and every command, and a description in every parameter row."
+    import kd_nbdev
+    from nbdev.config import get_config
+    api = looks['95_api']
+    names = {e['name'] for e in api['entries']}
+    commands = [s.split('=')[0] for s in get_config().get('console_scripts').split()]
+    missing = [n for n in [*kd_nbdev._NAMES, *commands] if n not in names]
+    assert not missing, f'public names or commands without an entry on the API page: {missing}'
+    rows = [r for r in api['params'] if r and r[0] != 'Returns']
+    assert len(rows) > 200, f'only {len(rows)} parameter rows on the API page'
+    bare = [r for r in rows if not r[-1]]
+    assert not bare, f'{len(bare)} of {len(rows)} parameter rows on the API page have no description: {bare}'
+    assert all(e['source'] for e in api['entries'] if e['name'] in names), 'API entries without a source link'
+
+def test_general_index_is_not_empty(site):
+    import re
+    entries = re.findall(r'<li><a href="[^"]*95_api.html#', (site/'genindex.html').read_text())
+    assert len(entries) > 20, f'the general index has {len(entries)} entries into the API page'
+
+def test_sidebar_has_sections(visits):
+    from kd_nbdev.dev.sections import SECTIONS
+    assert visits['index.html']['captions'] == list(SECTIONS), visits['index.html']['captions']
+
+def test_formulas_are_rendered(visits):
+    for page in MATH_PAGES: assert visits[page]['formulas'] > 0, f'{page}: no formula rendered by MathJax'
+
+def test_method_chapters_show_their_import_path(looks):
+    import re
+    chapters = ['03_kd', '04_cosine', '05_regressor'] + [n for n in _page_names() if n.startswith('05a_methods/')]
+    bare = [c for c in chapters if not any(re.match(r'from kd_nbdev\.methods\.\w+ import ', i) for i in looks[c]['code'])]
+    assert not bare, f'method chapters that do not show their import path: {bare}'
+
+CHECKS = ('test_eq(', 'test_fail(', 'test_close(', 'test_ne(', 'assert ')
+
+def test_method_chapters_show_a_handful_of_checks(looks):
+    "The checks that teach stay on the page; the plumbing (scratch folders, subprocesses, messages) is hidden."
+    chapters = ['03_kd', '04_cosine', '05_regressor'] + [n for n in _page_names() if n.startswith('05a_methods/')]
+    many = {c: n for c in chapters if (n := sum(i.count(k) for i in looks[c]['inputs'] for k in CHECKS)) > 8}
+    assert not many, f'method chapters with more than a handful of visible checks: {many}'
+
+def test_no_scratch_path_reaches_a_page(visits):
+    shown = {p: v['text'].count('.kd_tmp') for p, v in visits.items() if '.kd_tmp' in v['text']}
+    assert not shown, f'pages that show scratch paths (.kd_tmp_*): {shown}'
+
+def test_no_dead_internal_link(site, visits, server):
+    "Every link of every page that points into the site (localhost included, whatever its port) leads to a page and anchor that exist."
+    import re
+    from urllib.parse import unquote
+    from kd_nbdev.dev.linkcheck import dead_links
+    from nbdev.config import get_config
+    assert dead_links(site, (get_config().doc_host,)) == []
+    ids, dead = {}, []
+    for page, v in visits.items():
+        for href in v['links']:
+            u = urlparse(href)
+            if u.scheme not in ('http', 'https') or (u.hostname not in ('localhost', '127.0.0.1', '0.0.0.0')): continue
+            target = site/unquote(u.path).lstrip('/')
+            if target.is_dir(): target = target/'index.html'
+            if not target.is_file(): dead.append((page, href)); continue
+            if u.fragment and target.suffix == '.html':
+                if target not in ids: ids[target] = set(re.findall(r'\bid="([^"]+)"', target.read_text(errors='replace')))
+                if unquote(u.fragment) not in ids[target]: dead.append((page, href))
+    assert not dead, f'links into the site that lead nowhere: {dead}'
+
+def test_docs_screenshots(visits):
+    for name in DOC_SHOTS.values(): assert (SHOTS/name).stat().st_size > 10_000, name
+
+if __name__ == '__main__' and sys.argv[1:] == ['--copy-screenshots']:
+    import shutil
+    for name in DOC_SHOTS.values(): shutil.copy(SHOTS/name, NBS/'images'/name); print(f'copied {SHOTS/name} to {NBS/"images"/name}')

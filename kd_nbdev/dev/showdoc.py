@@ -63,7 +63,7 @@ def params_table(sym) -> str:
     "The parameters of `sym` (a class: of its constructor) as nbdev's Markdown table: type, default and docment."
     sig = _signature(sym)
     if sig is None: return ''
-    try: dm = docments(sym, full=True)
+    try: dm = docments(sym, full=True, args_kwargs=True)  # `*args` and `**kwargs` documented too
     except Exception: dm = {}
     helps = {f.name: f.metadata.get('help') for f in dataclasses.fields(sym)} if dataclasses.is_dataclass(sym) else {}
     rows = []

@@ -4,15 +4,17 @@
 
 # %% ../../nbs/90b_site.ipynb #16b2160e
 from __future__ import annotations
-import ast, os, re, shutil, subprocess, sys, tempfile
+import ast, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 from urllib.parse import urljoin
 from .showdoc import api_label, showdoc_md
+from .sections import toc_sections
+from .linkcheck import dead_links
 
 # %% auto #0
 __all__ = ['split_directives', 'frontmatter', 'local_doc_links', 'split_tables', 'myst_cells', 'doc_pages', 'def_lines',
-           'source_pages', 'source_links', 'add_source_links', 'write_sources', 'DocsError', 'sphinx_build',
-           'build_site']
+           'source_pages', 'source_links', 'add_source_links', 'exported_modules', 'import_line', 'write_sources',
+           'DocsError', 'sphinx_build', 'build_site']
 
 # %% ../../nbs/90b_site.ipynb #685a5049
 try:  # the docs tools come with the dev extra; without them `kd_docs` says what to install (`missing_tools`)
@@ -174,6 +176,32 @@ def add_source_links(md:str, # Markdown with API entries (`(label)=` and a headi
         return f'{m.group(0)}\n\n<a class="nbdev-source" href="{href}">source</a>'
     return re.sub(r'^\((api-[^)]+)\)=\n#+ .*$', _sub, md, flags=re.M)
 
+# %% ../../nbs/90b_site.ipynb #a7ef9e3c
+def exported_modules(path:Path, # the notebooks
+                     names:list # the pages, as `doc_pages` gives them
+                    ) -> dict:
+    "The module each page's notebook exports (its `#| default_exp`), by page; pages that export none are left out."
+    mods = {}
+    for name in names:
+        nb = json.loads((Path(path)/f'{name}.ipynb').read_text(encoding='utf-8')) if (Path(path)/f'{name}.ipynb').exists() else {'cells': []}
+        for c in nb['cells']:
+            if c['cell_type'] == 'code' and (m := re.match(r'#\|\s*default_exp\s+(\S+)', ''.join(c['source']))): mods[name] = m.group(1); break
+    return mods
+
+def import_line(module:str, # the module, relative to the package (e.g. `methods.dkd`)
+                lib:Path, # the package's folder
+                here:str # the page the line goes on
+               ) -> str:
+    "The Markdown that says where a chapter's names come from: `from package.module import ...` and its source page."
+    py, pkg = Path(lib)/(module.replace('.', '/') + '.py'), Path(lib).name
+    if module == '__init__' or not py.is_file(): return ''
+    names = next((ast.literal_eval(n.value) for n in ast.parse(py.read_text(encoding='utf-8')).body
+                  if isinstance(n, ast.Assign) and any(getattr(t, 'id', '') == '__all__' for t in n.targets)), [])
+    if not names: return ''
+    href = os.path.relpath(f"source/{pkg}/{module.replace('.', '/')}", os.path.dirname(here) or '.') + '.html'
+    return (f"**Import:** `from {pkg}.{module} import {', '.join(names)}`\n\n"
+            f'<a class="nbdev-source" href="{href}">source of {pkg}.{module}</a>')
+
 # %% ../../nbs/90b_site.ipynb #3e913457
 _kernel = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
            'language_info': {'name': 'python', 'pygments_lexer': 'ipython3'}}
@@ -184,7 +212,8 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
                   src:Path, # the Sphinx source folder to write
                   base:str, # the Quarto site's address (`doc_host` + `doc_baseurl` + `/`)
                   title:str='', description:str='', # the home page's, when there is no index notebook
-                  lib:Path=None # the package's folder, for the source pages and links (none without it)
+                  lib:Path=None, # the package's folder, for the source pages and links (none without it)
+                  modules:dict|None=None # the module each page exports (`exported_modules`), for its import line
                  ):
     "Write the Sphinx sources of `names` from `proc` into `src`."
     proc, src = Path(proc), Path(src)
@@ -198,7 +227,9 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
         if nb is None and name != 'index': raise FileNotFoundError(f'{proc/name}.ipynb: run nbdev processing first')
         if nb is None: nb = new_nb([mk_cell(f'# {title}\n\n> {description}', 'markdown')])
         fm = next((f for c in nb.cells if (f := frontmatter(c)) is not None), {})
-        pages[Path(fm.get('output-file', name)).with_suffix('').as_posix()] = pages[name] = name
+        quarto = Path(fm.get('output-file', name)).with_suffix('')
+        # Quarto's name of a page in a folder keeps the folder (`05a_methods/dkd` for `05a_methods/01_dkd`)
+        pages[quarto.as_posix()] = pages[(Path(name).parent/quarto.name).as_posix()] = pages[name] = name
         nbs[name] = myst_cells(nb, name)
     labels = {m.group(1) for cells in nbs.values() for c in cells if c['cell_type'] == 'markdown'
               for m in re.finditer(r'^\((api-[^)]+)\)=$', c['source'], re.M)}
@@ -208,8 +239,10 @@ def write_sources(proc:Path, # nbdev's processed notebooks (`_proc/`)
             if c['cell_type'] == 'markdown':
                 c['source'] = add_source_links(local_doc_links(c['source'], base, pages, labels, here=name), links, name)
         if name == 'index':
-            toc = '\n'.join(os.path.relpath(n) for n in names if n != 'index')
-            cells.append(mk_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```', 'markdown'))
+            for caption, group in toc_sections(names):
+                toc = '\n'.join(os.path.relpath(n) for n in group)
+                cells.append(mk_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n:caption: {caption}\n\n{toc}\n```', 'markdown'))
+        if lib and (mod := (modules or {}).get(name)) and (line := import_line(mod, lib, name)): cells.insert(1, mk_cell(line, 'markdown'))
         for i, c in enumerate(cells): c['id'] = f'cell-{i}'
         out = src/f'{name}.ipynb'
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +290,10 @@ def build_site(path:Path=None, # the notebooks (default: `nbs_path` in settings.
     (proc/'.kd_docs_source').write_text(source)
     base = urljoin(urljoin(cfg.doc_host + '/', cfg.doc_baseurl) + '/', '_')[:-1]  # as nbdev's doclinks join them
     with tempfile.TemporaryDirectory() as src:
-        write_sources(proc, doc_pages(path), src, base, title=cfg.title, description=cfg.description, lib=cfg.lib_path)
+        names = doc_pages(path)
+        write_sources(proc, names, src, base, title=cfg.title, description=cfg.description, lib=cfg.lib_path,
+                      modules=exported_modules(path, names))
         sphinx_build(src, dest, quiet=quiet)
+    if dead := dead_links(dest, (cfg.doc_host,)):
+        raise DocsError(f'{len(dead)} link(s) into the site lead nowhere:\n' + '\n'.join(dead))
     return dest

@@ -49,7 +49,9 @@ class Method:
 # %% ../../nbs/01b_registry.ipynb #c1f08aa3
 _REGISTRY: dict[str, Method] = {}
 
-def register(method:Method, replace:bool=False) -> Method:
+def register(method:Method, # the method to add
+             replace:bool=False # allow another method of the same name to be replaced
+            ) -> Method:
     "Add `method` to the registry (`replace`: allow another method of the same name to be replaced)."
     if not is_dataclass(method.config): raise TypeError(f"{method.name}: config must be a dataclass")
     old = _REGISTRY.get(method.name)
@@ -77,7 +79,8 @@ def methods() -> list[Method]:
     _discover()
     return sorted(_REGISTRY.values(), key=lambda m: (m.order, m.name))
 
-def get_method(name:str) -> Method:
+def get_method(name:str # the method's short name (`kd`) or its experiment's name (`student_kd`)
+              ) -> Method:
     "The method called `name` (its short name or its experiment's name)."
     for m in methods():
         if name in (m.name, m.experiment): return m

@@ -9,7 +9,8 @@ author = cfg.author
 copyright = cfg.copyright
 version = release = cfg.version
 
-extensions = ['myst_nb', 'sphinx.ext.githubpages']  # githubpages: a .nojekyll, so GitHub Pages serves _static/
+extensions = ['myst_nb', 'sphinx.ext.githubpages',  # githubpages: a .nojekyll, so GitHub Pages serves _static/
+              'sphinx.ext.mathjax', 'sphinx-mathjax-offline']  # formulas by MathJax, copied from the package: no CDN
 root_doc = 'index'
 exclude_patterns = ['**/.ipynb_checkpoints']
 
@@ -17,6 +18,7 @@ nb_execution_mode = 'off'           # show the outputs saved in the notebooks, n
 nb_render_markdown_format = 'myst'  # Markdown outputs (result tables) rendered with tables
 nb_merge_streams = True
 nb_mime_priority_overrides = [('html', 'text/latex', None)]  # LaTeX outputs would need MathJax from a CDN
+myst_enable_extensions = ['dollarmath', 'amsmath']  # $...$ and $$...$$ formulas in Markdown
 myst_heading_anchors = 3            # links like [text](02_training.ipynb#a-heading)
 # show_doc writes `###` headings under the page's `#` title, as Quarto accepts; MyST would warn of the skipped level
 suppress_warnings = ['myst.header']
