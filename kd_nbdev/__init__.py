@@ -19,7 +19,8 @@ _NAMES = {  # name -> the module that defines it
     'load_trained': 'export', 'Exported': 'export',
 }
 
-def __getattr__(name):
+def __getattr__(name # a public name of the package, e.g. 'fit'
+               ):
     "Import `name`'s module the first time `name` is asked of the package."
     if name not in _NAMES: raise AttributeError(f"module 'kd_nbdev' has no attribute {name!r}")
     return getattr(importlib.import_module(f'kd_nbdev.{_NAMES[name]}'), name)

@@ -169,8 +169,8 @@ class BenchOptions:
 
 def bench_and_report(o:BenchOptions) -> dict:
     "Run the benchmark `o` asks for, write it as JSON and print it as Markdown."
-    # the command as kd_bench has always recorded it: every option given a value, the data as the user named it
-    command = ' '.join(['kd_bench', *(f"--{k} {shlex.quote(str(v))}" for k, v in
+    # the command: every option given a value, the data as the user named it (with dashes; older records have underscores, which still parse)
+    command = ' '.join(['kd_bench', *(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in
                         (('data', o.data or os.environ.get('KD_NBDEV_DATA')), ('reference', o.reference), ('epochs', o.epochs),
                          ('train_size', o.train_size), ('rounds', o.rounds), ('threads', o.threads), ('eval_every', o.eval_every),
                          ('out', o.out)) if v is not None)])
