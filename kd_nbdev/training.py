@@ -20,7 +20,7 @@ from .methods.base import Outputs, Objective, CrossEntropy
 from .config import Settings
 from .recipes import make_optimizer, make_scheduler, recipe_key
 from .teachers import LiveTeacher, TeacherCache
-from .step import TrainStep, EpochSums, GraphStep, graph_problem
+from .step import TrainStep, EpochSums, GraphStep, graph_problem, use_layers
 from .evaluation import evaluate, evaluate_sharded
 from .distributed import current, shard_batches, wrap, rng_states
 
@@ -110,6 +110,7 @@ def fit(student:nn.Module, # the model being trained
         torch.backends.cudnn.benchmark = True
     mf = torch.channels_last if channels_last else torch.contiguous_format
     student.to(device, memory_format=mf); objective.to(device)
+    use_layers(objective, student, teacher)  # a ResNet has no `features`: its own layer, or a one-line refusal
     if objective.needs_teacher:
         if teacher is None: raise ValueError(f"{name or type(objective).__name__} needs a teacher")
         if isinstance(teacher, nn.Module):
