@@ -189,8 +189,10 @@ def _inner(model:nn.Module) -> nn.Module:
     "The model a DDP wrapper holds (layers are named as in it), else `model`."
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
-def get_layer(model:nn.Module, path:str, # a module path as `named_modules` spells it, e.g. 'layer4', 'features.3'
-              who:str|None=None) -> nn.Module: # how the message calls the model (default: its class name)
+def get_layer(model:nn.Module, # the network (a `DistributedDataParallel` one: the network it wraps)
+              path:str, # a module path as `named_modules` spells it, e.g. 'layer4', 'features.3'
+              who:str|None=None # how the message calls the model (default: its class name)
+             ) -> nn.Module:
     "The submodule of `model` at the dotted `path`; `ModelError` listing the model's top-level modules if there is none."
     inner = _inner(model)
     found = dict(inner.named_modules()).get(path) if isinstance(path, str) and path else None
@@ -208,7 +210,8 @@ def check_layer(model:nn.Module, layer:str, who:str='model'):
 # %% ../nbs/01_models.ipynb #69055647
 _HEAD = (nn.Linear, nn.Flatten, nn.Dropout, nn.Identity, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
-def guess_layer(model:nn.Module) -> str:
+def guess_layer(model:nn.Module # the network
+               ) -> str:
     "The last top-level module of `model` before its head (pooling, flattening, dropout, fully connected): the layer to compare by default."
     kids = list(_inner(model).named_children())
     for name, m in reversed(kids):
