@@ -199,8 +199,8 @@ def import_line(module:str, # the module, relative to the package (e.g. `methods
                   if isinstance(n, ast.Assign) and any(getattr(t, 'id', '') == '__all__' for t in n.targets)), [])
     if not names: return ''
     href = os.path.relpath(f"source/{pkg}/{module.replace('.', '/')}", os.path.dirname(here) or '.') + '.html'
-    return (f"**Import:** `from {pkg}.{module} import {', '.join(names)}`\n\n"
-            f'<a class="nbdev-source" href="{href}">source of {pkg}.{module}</a>')
+    return (f'<a class="nbdev-source" href="{href}">source</a>\n\n'  # floats right, as on the API entries
+            f"**Import:** `from {pkg}.{module} import {', '.join(names)}`")
 
 # %% ../../nbs/90b_site.ipynb #3e913457
 _kernel = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
