@@ -12,19 +12,21 @@ from dataclasses import dataclass
 from .commands import Command
 from .params import param
 from .methods.registry import BASELINE, get_method
-from .record import RunRecord, TEACHER, read_record
-from .stats import as_record, students, label, mean_ci
+from .params import ConfigError
+from .record import RunRecord, TEACHER, NOT_RECORDED, experiment_order, made_by, read_record, recorded_origin
+from .stats import as_record, students, label, mean_ci, correct_family
 from .store import write_json
 
 # %% auto #0
-__all__ = ['kd_leaderboard', 'main', 'paired_gain', 'verdict', 'leaderboard', 'leaderboard_markdown', 'plot_leaderboard',
-           'write_leaderboard', 'LeaderboardOptions', 'print_leaderboard']
+__all__ = ['CORRECTION', 'kd_leaderboard', 'main', 'paired_gain', 'verdict', 'leaderboard_rows', 'leaderboard',
+           'leaderboard_markdown', 'plot_leaderboard', 'leaderboard_from', 'write_leaderboard', 'LeaderboardOptions',
+           'print_leaderboard']
 
 # %% ../nbs/11_leaderboard.ipynb #239af196
 def paired_gain(accs:dict, # seed -> accuracy of the method
                 base:dict, # seed -> accuracy of the method it is compared with
                 level:float=0.95) -> dict|None:
-    "The per-seed differences `accs - base` over their common seeds, their mean, its confidence interval and the verdict."
+    "The per-seed differences `accs - base` over their common seeds, their mean, its confidence interval and whether it excludes zero."
     seeds = [s for s in accs if s in base]
     if not seeds: return None
     diffs = [accs[s] - base[s] for s in seeds]
@@ -34,81 +36,118 @@ def paired_gain(accs:dict, # seed -> accuracy of the method
             'distinguishable': lo is not None and (lo > 0 or hi < 0)}
 
 def verdict(g:dict|None, than:str='CE') -> str:
-    "A plain sentence for the paired gain `g` over `than`."
+    "A plain sentence for the paired gain `g` over `than`: Holm's over its family when `correct_family` has tested it, else its own interval's."
     if g is None or g['ci95'] is None: return 'too few seeds to tell'
-    if not g['distinguishable']: return f'not distinguishable from {than}'
+    if 'significant_holm' in g:
+        if not g['significant_holm']: return f'not distinguishable from {than} after Holm'
+    elif not g['distinguishable']: return f'not distinguishable from {than}'
     return f"better than {than}" if g['mean'] > 0 else f"worse than {than}"
 
 # %% ../nbs/11_leaderboard.ipynb #56a82a7f
 def _by_seed(rec:RunRecord, name:str) -> dict:
     return {int(s): r['accuracy'] for s, r in rec.runs.get(name, {}).items()}
 
+def leaderboard_rows(accs:dict, # experiment -> {seed: accuracy}
+                     baseline:str, # the experiment every method is compared with
+                     reference:str # the second comparison
+                    ) -> list[dict]:
+    "One row per experiment, best first: accuracies, mean, std, paired gains over `baseline` and `reference`, each family Holm-corrected."
+    rows = []
+    for name, a in accs.items():
+        v = np.array(list(a.values()))
+        rows.append({'experiment': name, 'label': label(name), 'accuracies': {str(s): x for s, x in a.items()},
+                     'mean': round(float(v.mean()), 4), 'std': round(float(v.std(ddof=1)), 4) if len(v) > 1 else None,
+                     'gain_over_baseline': None if name == baseline else paired_gain(a, accs.get(baseline, {})),
+                     'gain_over_reference': None if name == reference else paired_gain(a, accs.get(reference, {}))})
+    for key, vkey, than, role in (('gain_over_baseline', 'verdict', baseline, 'the baseline'), ('gain_over_reference', 'verdict_reference', reference, 'the reference')):
+        for r, g in zip(rows, correct_family([r[key] for r in rows])):  # one family per comparison: every method against `than`
+            r[key], r[vkey] = g, role if r['experiment'] == than else verdict(g, label(than))
+    return sorted(rows, key=lambda r: -r['mean'])
+
+CORRECTION = ("paired t-test per method; p_holm: Holm's step-down correction over the methods compared with the same "
+              "experiment, p_bh: Benjamini-Hochberg's; verdicts are Holm's at 0.05; ci_family: Bonferroni's interval over the "
+              "family; min_detectable_gain: the true gain the test finds with 80% power at these seeds and this paired spread")
+
 def leaderboard(res, # a run's `RunRecord` (or its results.json as a dict)
                 baseline:str|None=None, # the experiment every method is compared with (default: the CE student)
                 reference:str|None=None # the second comparison (default: the tutorial's KD student)
                ) -> dict:
-    "Rows per student, best first: accuracy by seed, mean, std, paired gains over `baseline` and `reference`, seconds."
+    "Rows per student, best first: accuracy by seed, mean, std, paired gains over `baseline` and `reference` with Holm's verdicts, seconds."
     rec = as_record(res)
     baseline, reference = baseline or BASELINE.experiment, reference or get_method('kd').experiment
-    base, ref = _by_seed(rec, baseline), _by_seed(rec, reference)
     secs = lambda n: float(np.mean([r['seconds'] for r in rec.runs[n].values()]))
-    rows = []
-    for name in students(rec):
-        accs = _by_seed(rec, name)
-        a = np.array(list(accs.values()))
-        g_base = None if name == baseline else paired_gain(accs, base)
-        g_ref = None if name == reference else paired_gain(accs, ref)
-        rows.append({'experiment': name, 'label': label(name), 'accuracies': {str(s): v for s, v in accs.items()},
-                     'mean': round(float(a.mean()), 4), 'std': round(float(a.std(ddof=1)), 4) if len(a) > 1 else None,
-                     'gain_over_baseline': g_base, 'verdict': 'the baseline' if name == baseline else verdict(g_base, label(baseline)),
-                     'gain_over_reference': g_ref, 'verdict_reference': 'the reference' if name == reference else verdict(g_ref, label(reference)),
-                     'seconds': round(secs(name), 1), 'seconds_ratio': round(secs(name) / secs(baseline), 2) if baseline in rec.runs else None})
-    rows.sort(key=lambda r: -r['mean'])
+    rows = leaderboard_rows({n: _by_seed(rec, n) for n in students(rec)}, baseline, reference)
+    for r in rows:
+        r['seconds'], r['seconds_ratio'] = round(secs(r['experiment']), 1), round(secs(r['experiment']) / secs(baseline), 2) if baseline in rec.runs else None
     teacher = [r['accuracy'] for r in rec.runs.get(TEACHER, {}).values()]
     return {'rows': rows, 'baseline': baseline, 'reference': reference, 'seeds': rec.seeds, 'command': rec.command,
             'device': rec.device, 'threads': rec.threads, 'epochs': rec.epochs, 'train_size': rec.train_size,
             'test_size': rec.test_size, 'teacher_weights': rec.teacher_weights, 'teacher_accuracy': teacher[0] if teacher else None,
-            'seconds_note': 'mean training seconds of one run (its test passes included); ratio: over the baseline\'s'}
+            'seconds_note': 'mean training seconds of one run (its test passes included); ratio: over the baseline\'s',
+            'statistics': CORRECTION, **recorded_origin(res if isinstance(res, dict) else rec.to_dict())}
 
 # %% ../nbs/11_leaderboard.ipynb #7726e1b4
 def _ci(g): return f"{g['mean']:+.2f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g and g['ci95'] else (f"{g['mean']:+.2f}" if g else '')
+def _p(g, k): return f"{g[k]:.3f}" if g and g.get(k) is not None else ''
 
 def leaderboard_markdown(lb:dict) -> str:
     "The leaderboard as a Markdown table."
-    head = ("| method | accuracy (%), mean ± std | gain over CE [95% CI] | verdict | gain over KD [95% CI] | verdict vs KD | "
-            "seconds | × CE |")
-    rows = [head, "|---|---:|---:|---|---:|---|---:|---:|"]
+    head = ("| method | accuracy (%), mean ± std | gain over CE [95% CI] | p | Holm p | BH p | verdict (Holm, 0.05) | "
+            "80% power at | gain over KD [95% CI] | Holm p | verdict vs KD | seconds | × CE |")
+    rows = [head, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|"]
     for r in lb['rows']:
         acc = f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r['std'] is not None else '')
-        rows.append(f"| {r['label']} | {acc} | {_ci(r['gain_over_baseline'])} | {r['verdict']} | {_ci(r['gain_over_reference'])} | "
-                    f"{r['verdict_reference']} | {r['seconds']:.0f} | {r['seconds_ratio'] or ''} |")
+        g, k = r['gain_over_baseline'], r['gain_over_reference']
+        mdg = f"{g['min_detectable_gain']:.2f}" if g and g.get('min_detectable_gain') is not None else ''
+        rows.append(f"| {r['label']} | {acc} | {_ci(g)} | {_p(g, 'p')} | {_p(g, 'p_holm')} | {_p(g, 'p_bh')} | {r['verdict']} | {mdg} | "
+                    f"{_ci(k)} | {_p(k, 'p_holm')} | {r['verdict_reference']} | {r['seconds']:.0f} | {r['seconds_ratio'] or ''} |")
     return '\n'.join(rows)
 
+def _colour(v:str) -> str: return '#1a7f37' if v.startswith('better') else '#cf222e' if v.startswith('worse') else 'C0'
+
 def plot_leaderboard(lb:dict) -> plt.Figure:
-    "Accuracy by method, best first: one dot per seed, the mean and its 95% interval; the baseline's mean dashed."
-    rows = lb['rows'][::-1]
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
+    "Each method's paired gain over the baseline: a dot per seed, the mean with its paired 95% CI and the family's; colour: Holm's verdict."
+    rows = [r for r in lb['rows'] if r['gain_over_baseline']][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
     for i, r in enumerate(rows):
-        a = np.array(list(r['accuracies'].values()))
-        ax.scatter(a, np.full(len(a), i) + np.linspace(-.15, .15, len(a)), s=14, color='gray', alpha=.7, zorder=2)
-        m, lo, hi = mean_ci(a) if len(a) > 1 else (a.mean(), a.mean(), a.mean())
-        good = r['gain_over_baseline'] and r['gain_over_baseline']['distinguishable'] and r['gain_over_baseline']['mean'] > 0
-        ax.errorbar(m, i, xerr=[[max(m - lo, 0)], [max(hi - m, 0)]], fmt='o', capsize=4, zorder=3,
-                    color='#1a7f37' if good else '#cf222e' if r['verdict'].startswith('worse') else 'C0')
-    base = next(r for r in rows if r['experiment'] == lb['baseline'])
-    ax.axvline(base['mean'], ls='--', color='gray', lw=1, label=f"{base['label']} mean ({base['mean']:.2f}%)")
+        g = r['gain_over_baseline']; d = np.array(g['per_seed'])
+        ax.scatter(d, np.full(len(d), i) + np.linspace(-.15, .15, len(d)), s=14, color='gray', alpha=.7, zorder=2)
+        if g.get('ci_family'): ax.plot(g['ci_family'], [i, i], color=_colour(r['verdict']), lw=1, alpha=.45, zorder=1)
+        lo, hi = g['ci95'] or (g['mean'], g['mean'])
+        ax.errorbar(g['mean'], i, xerr=[[g['mean'] - lo], [hi - g['mean']]], fmt='o', capsize=4, lw=2, zorder=3, color=_colour(r['verdict']))
+        if g.get('p_holm') is not None:
+            ax.annotate(f"p {g['p']:.3f}, Holm {g['p_holm']:.3f}", (1.01, i), xycoords=('axes fraction', 'data'), va='center', fontsize=7)
+    ax.axvline(0, ls='--', color='gray', lw=1)
     ax.set_yticks(range(len(rows)), [r['label'] for r in rows])
-    ax.set_xlabel('test accuracy (%)')
-    ax.set_title(f"{len(lb['seeds'])} seeds per method: dots are runs, bars the mean's 95% CI\n"
-                 "green: better than CE, red: worse, blue: not distinguishable", fontsize=9)
-    ax.legend(loc='lower right', fontsize=8)
+    base = label(lb['baseline'])
+    ax.set_xlabel(f'gain over {base} (accuracy points), paired by seed')
+    ax.set_title(f"{len(lb['seeds'])} seeds: dots are seeds' gains, thick bars the paired 95% CI, thin lines the CI corrected "
+                 f"for {len(rows)} comparisons\ngreen: better than {base}, red: worse, blue: not distinguishable (Holm, 0.05)", fontsize=8)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/11_leaderboard.ipynb #bc511935
-def write_leaderboard(run, out, command:str='') -> dict:
-    "Write `leaderboard.json` and `leaderboard.png` for the run folder `run` into `out`; return the leaderboard."
-    lb = {**leaderboard(read_record(Path(run)/'results.json')), 'report_command': command}
+_RUN_FIELDS = ('baseline', 'reference', 'seeds', 'command', 'device', 'threads', 'epochs', 'train_size', 'test_size',
+               'teacher_weights', 'teacher_accuracy', 'seconds_note')
+
+def leaderboard_from(old:dict # a leaderboard.json, as parsed
+                    ) -> dict:
+    "The leaderboard `old` recomputed from its per-seed accuracies with this version's statistics; the run's seconds and fields as recorded."
+    if not isinstance(old, dict) or not all(isinstance(r, dict) and 'accuracies' in r for r in old.get('rows') or [None]):
+        raise ConfigError("it is not a leaderboard.json (no 'rows' with 'accuracies')")
+    accs = {r['experiment']: {int(s): a for s, a in r['accuracies'].items()} for r in old['rows']}
+    order = [n for n in experiment_order() if n in accs] + [n for n in accs if n not in experiment_order()]
+    rows, kept = leaderboard_rows({n: accs[n] for n in order}, old['baseline'], old['reference']), {r['experiment']: r for r in old['rows']}
+    for r in rows: r['seconds'], r['seconds_ratio'] = kept[r['experiment']]['seconds'], kept[r['experiment']]['seconds_ratio']  # measured by the run
+    return {'rows': rows, **{k: old.get(k, NOT_RECORDED) for k in _RUN_FIELDS}, 'statistics': CORRECTION, **recorded_origin(old),
+            'earlier_report_command': old.get('report_command', NOT_RECORDED)}
+
+def write_leaderboard(run, out, command:str='', from_json=None) -> dict:
+    "Write `leaderboard.json` and `leaderboard.png` for the run folder `run` (or recomputed from the file `from_json`) into `out`."
+    if from_json and not Path(from_json).is_file(): raise ConfigError(f"no leaderboard file at {from_json}")
+    if from_json: lb = leaderboard_from(json.loads(Path(from_json).read_text()))
+    else: lb = leaderboard(read_record(Path(run)/'results.json'))
+    lb = {**lb, 'report_command': command, 'made_by': made_by(command)}  # who computed this file, where, from which commit
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_json(lb, out/'leaderboard.json')
     fig = plot_leaderboard(lb); fig.savefig(out/'leaderboard.png', dpi=120, bbox_inches='tight'); plt.close(fig)
@@ -119,13 +158,14 @@ class LeaderboardOptions:
     "What `kd_leaderboard` is asked."
     run: str = param('runs/leaderboard', 'the --out folder of a kd_run --seeds run')
     out: str = param('results', 'folder for leaderboard.json and leaderboard.png')
+    from_json: str = param(None, "recompute a leaderboard.json's statistics and picture from its per-seed accuracies (no run; --run is not read)")
 
 def print_leaderboard(o:LeaderboardOptions, command:str='') -> dict:
     "Write the leaderboard of the run `o` names and print it."
-    lb = write_leaderboard(o.run, o.out, command)
+    lb = write_leaderboard(o.run, o.out, command, o.from_json)
     print(leaderboard_markdown(lb)); print(f"\nWritten: {Path(o.out)/'leaderboard.json'}, {Path(o.out)/'leaderboard.png'}")
     return lb
 
 kd_leaderboard = Command('kd_leaderboard', print_leaderboard, LeaderboardOptions,
-                         description='The leaderboard of a kd_run --seeds run: paired gains with 95% CIs.')
+                         description='The leaderboard of a kd_run --seeds run: paired gains with 95% CIs and Holm-corrected verdicts.')
 main = kd_leaderboard.main

@@ -16,9 +16,10 @@ from .store import write_atomic, write_json
 from .methods.registry import methods
 
 # %% auto #0
-__all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'constant_lr',
-           'history_rows', 'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize',
-           'device_name', 'peak_rss_mb', 'code_version', 'file_sha256', 'provenance']
+__all__ = ['SCHEMA', 'TEACHER', 'NOT_RECORDED', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record',
+           'constant_lr', 'history_rows', 'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order',
+           'summarize', 'device_name', 'peak_rss_mb', 'code_version', 'file_sha256', 'provenance', 'made_by',
+           'recorded_origin']
 
 # %% ../nbs/06c_record.ipynb #2a5316e0
 SCHEMA = 2  # 1: the files written before this record existed (no `schema` key)
@@ -232,3 +233,22 @@ def provenance(data_path=None) -> dict:
     "What a results file records of its origin: the code's version and commit, the libraries' versions, the data file's sha256."
     return {**code_version(), 'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,
             'numpy': np.__version__, 'data_sha256': file_sha256(data_path)}
+
+# %% ../nbs/06c_record.ipynb #d4f6cf03
+NOT_RECORDED = 'not recorded'  # a field a file from an earlier version lacks
+
+def made_by(command:str='', # the command that writes the file
+            data_path=None, # the data file it read, if any
+            device=None, # the device it measured on (default: the CPU)
+            precision:str|None=None # the precision of what it measured (`None`: it measured nothing)
+           ) -> dict:
+    "`provenance` of a file a command writes: the code, libraries and data, and the command, machine, threads and precision."
+    return {'command': command, **provenance(data_path), 'device': device_name(torch.device(device or 'cpu')),
+            'threads': torch.get_num_threads(), 'precision': precision}
+
+_ORIGIN = ('provenance', 'settings', 'objectives', 'precision', 'device', 'threads', 'torch', 'data_key', 'teacher_weights')
+
+def recorded_origin(d:dict # a results.json (or a summary of one) as parsed
+                   ) -> dict:
+    "What the file `d` recorded of its run's origin: provenance, settings, objectives, precision, machine; 'not recorded' where it lacks one."
+    return {k: d[k] if d.get(k) not in (None, '', {}, []) else NOT_RECORDED for k in _ORIGIN}
