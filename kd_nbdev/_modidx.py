@@ -185,6 +185,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                  'kd_nbdev.export._quietly': ('export.html#_quietly', 'kd_nbdev/export.py'),
                                  'kd_nbdev.export._test_images': ('export.html#_test_images', 'kd_nbdev/export.py'),
                                  'kd_nbdev.export.accuracy': ('export.html#accuracy', 'kd_nbdev/export.py'),
+                                 'kd_nbdev.export.accuracy_note': ('export.html#accuracy_note', 'kd_nbdev/export.py'),
                                  'kd_nbdev.export.export_and_verify': ('export.html#export_and_verify', 'kd_nbdev/export.py'),
                                  'kd_nbdev.export.export_classifier': ('export.html#export_classifier', 'kd_nbdev/export.py'),
                                  'kd_nbdev.export.load_trained': ('export.html#load_trained', 'kd_nbdev/export.py'),
