@@ -54,6 +54,8 @@ class Distiller(nn.Module):
         if total_steps is not None and (not isinstance(total_steps, int) or total_steps < 1):
             raise ValueError(f"total_steps must be a whole number of steps, 1 or more, not {total_steps!r}")
         self.method = get_method(method) if isinstance(method, str) else method
+        if self.method.objective.needs_index:  # no dataset here: neither the images' indices nor the training set's size
+            raise ConfigError(f"{self.method.name} keeps state for every training image, keyed by its index in the training set, which a Distiller is not given: train it with fit or kd_run")
         self.config, self.total_steps, self.steps, self._handed_out = _config(self.method, method_params), total_steps, 0, False
         object.__setattr__(self, 'teacher', teacher.eval().requires_grad_(False))  # not a submodule: not in parameters() nor state_dict
         self.student, self.objective, self._shapes = student, None, None

@@ -47,7 +47,7 @@ NAMES = [m.name for m in methods()]
 
 
 def test_every_builtin_method_is_walked():
-    assert {'ce', 'kd', 'cosine', 'regressor', 'ce_kernel2', 'dkd', 'dist', 'logit_std', 'at', 'sp', 'pkt', 'rkd', 'nst', 'vid', 'cc', 'project'} <= set(NAMES)
+    assert {'ce', 'kd', 'cosine', 'regressor', 'ce_kernel2', 'dkd', 'dist', 'logit_std', 'at', 'sp', 'pkt', 'rkd', 'nst', 'vid', 'cc', 'crd', 'project'} <= set(NAMES)
 
 
 @cache
@@ -70,7 +70,10 @@ def built(m: Method, pair: str, config=None) -> Objective:
     s = PAIRS[pair]
     objective = m.make_objective(config or s.methods[m.name], probed(pair)[m.experiment])
     if m.needs_hidden: objective.student_layer, objective.teacher_layer = run_layers(s)[::-1]
+    objective.setup(TRAIN_LABELS, 0)  # what `fit` does first: an objective with per-image state (CRD's banks) sizes it
     return objective
+
+TRAIN_LABELS = torch.arange(40) % 10  # a training set of 40 images, for objectives that keep state per image
 
 
 @pytest.mark.parametrize('pair', PAIRS)
@@ -84,7 +87,7 @@ def test_a_finite_loss_and_no_gradient_to_the_teacher(name, pair):
     student = make_student(m, s, CIFAR10_DIMS)
     s_logits, feats = forward_with_features(student, x, objective.student_layers)
     labels = torch.arange(len(x)) % 10
-    total, terms = objective(Outputs(s_logits, feats.get(objective.student_layer), feats), Batch(labels, progress=0.5),
+    total, terms = objective(Outputs(s_logits, feats.get(objective.student_layer), feats), Batch(labels, torch.arange(len(x)), progress=0.5),
                              Outputs(t_logits, t_hidden, {objective.teacher_layer: t_hidden}) if m.needs_teacher else None)
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values()), terms
     assert list(terms)[-1] == 'ce' and set(terms) == set(objective.weights)  # the label term last, every term weighed
@@ -134,3 +137,27 @@ def test_the_recorded_adapter_follows_the_shapes():
     assert "the teacher's 16384 features" in built(get_method('cc'), 'resnet18').settings()['adapter']  # 256x8x8, flattened
     pooled = get_method('at').make_objective(shapes=Shapes((16, 8, 8), (256, 4, 4)))
     assert pooled.settings()['adapter'] == 'average-pool the maps to 4x4 (student 8x8, teacher 4x4)'
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_the_state_dict_carries_whatever_lives_across_steps(name):
+    "After a step, a fresh objective loaded with the state dict (what a checkpoint holds) gives the next step's loss exactly as the original."
+    m, pair = get_method(name), 'tutorial'
+    x, t_logits, t_hidden = teacher_outputs(pair)
+    torch.manual_seed(0)
+    student = make_student(m, PAIRS[pair], CIFAR10_DIMS)
+    first = built(m, pair)
+    def step(objective, seed):
+        torch.manual_seed(seed)
+        s_logits, feats = forward_with_features(student, x, objective.student_layers)
+        batch = Batch(torch.arange(len(x)) % 10, torch.arange(len(x)), progress=0.5)
+        return objective(Outputs(s_logits, feats.get(objective.student_layer), feats), batch,
+                         Outputs(t_logits, t_hidden, {objective.teacher_layer: t_hidden}) if m.needs_teacher else None)[0]
+    step(first, 1)
+    again = built(m, pair)
+    again.load_state_dict(first.state_dict())
+    assert torch.equal(step(first, 2), step(again, 2))
+
+
+def test_crd_is_refused_under_several_processes_in_one_line():
+    assert get_method('crd').objective.one_process and not any(m.objective.one_process for m in methods() if m.name != 'crd')
