@@ -65,7 +65,7 @@ def use_layers(objective:Objective, student:nn.Module, teacher=None): # the teac
     sides = [('student', student)] + ([('teacher', teacher)] if objective.needs_teacher and isinstance(teacher, nn.Module) else [])
     for who, model in sides:
         attr = f'{who}_layer'
-        if attr not in vars(objective) and not any(n == getattr(objective, attr) for n, _ in model.named_modules()):
+        if attr not in vars(objective) and not objective.many_layers and not any(n == getattr(objective, attr) for n, _ in model.named_modules()):  # several layers are named, never guessed
             setattr(objective, attr, guess_layer(model))
         for layer in getattr(objective, f'{who}_layers'): check_layer(model, layer, who)
     return objective

@@ -44,3 +44,12 @@ def test_crd_killed_after_an_epoch_resumes_exactly(tmp_path):
     assert again.returncode == 0, again.stderr
     assert 'resuming after epoch 1' in again.stderr
     assert history(tmp_path/'cut') == rows
+
+
+def test_crd_is_refused_under_torchrun_in_one_line_before_training(tmp_path):
+    from test_distributed import torchrun, finished
+    rc, _, err = finished(torchrun('--experiments', 'teacher,student_crd', '--data', 'sample', '--device', 'cpu', '--train-size', '64',
+                                   '--test-size', '32', '--epochs', '1', '--quiet', '--out', tmp_path/'ddp'))
+    said = [l for l in err.splitlines() if l.startswith('kd_run: error:')]
+    assert rc != 0 and said and 'student_crd trains in one process only' in said[0], err
+    assert not (tmp_path/'ddp'/'teacher.pt').exists()  # refused before the teacher trained

@@ -103,7 +103,8 @@ class Objective(nn.Module):
         return sum(self.weights[k] * v for k, v in terms.items()), terms
 
 def _detached(o:Outputs) -> Outputs:
-    return Outputs(o.logits.detach(), None if o.hidden is None else o.hidden.detach(),
+    hidden = [h.detach() for h in o.hidden] if isinstance(o.hidden, (list, tuple)) else None if o.hidden is None else o.hidden.detach()  # several layers: a list
+    return Outputs(o.logits.detach(), hidden,
                    None if o.features is None else {k: v.detach() for k, v in o.features.items()})
 
 # %% ../../nbs/01b_method.ipynb #44e8e9a6
