@@ -480,6 +480,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                                                                          'kd_nbdev/methods/reviewkd.py'),
                                            'kd_nbdev.methods.reviewkd._as_map': ( '05a_methods/reviewkd.html#_as_map',
                                                                                   'kd_nbdev/methods/reviewkd.py'),
+                                           'kd_nbdev.methods.reviewkd._listed': ( '05a_methods/reviewkd.html#_listed',
+                                                                                  'kd_nbdev/methods/reviewkd.py'),
                                            'kd_nbdev.methods.reviewkd._map': ( '05a_methods/reviewkd.html#_map',
                                                                                'kd_nbdev/methods/reviewkd.py'),
                                            'kd_nbdev.methods.reviewkd.hcl': ( '05a_methods/reviewkd.html#hcl',

@@ -67,6 +67,7 @@ class ReviewKDConfig:
 # %% ../../nbs/05a_methods/12_reviewkd.ipynb #0a4ea9fa
 def _as_map(shape:tuple) -> tuple: return tuple(shape) + (1,) * (3 - len(shape))  # (C,) -> (C, 1, 1)
 def _map(t:torch.Tensor) -> torch.Tensor: return t.reshape(*t.shape, *(1,) * (4 - t.dim()))
+def _listed(x) -> list: return list(x) if isinstance(x, (list, tuple)) and x and not isinstance(x[0], int) else [x]  # one layer: a list of one
 
 _TUTORIAL = Shapes([(16, 32, 32), (16, 16, 16), (16, 8, 8), (256,)], [(64, 32, 32), (32, 16, 16), (32, 8, 8), (512,)])
 
@@ -87,10 +88,10 @@ class KnowledgeReview(Objective):
     @staticmethod
     def _levels(shapes:Shapes) -> tuple[list, list]:
         "The student's and the teacher's levels as map shapes, shallow to deep (the tutorial's where not probed)."
-        return [_as_map(x) for x in (shapes.student or _TUTORIAL.student)], [_as_map(x) for x in (shapes.teacher or _TUTORIAL.teacher)]
+        return [_as_map(x) for x in _listed(shapes.student or _TUTORIAL.student)], [_as_map(x) for x in _listed(shapes.teacher or _TUTORIAL.teacher)]
 
     def terms(self, student, batch, teacher):
-        x, t = [_map(f) for f in student.hidden][::-1], [_map(f) for f in teacher.hidden]
+        x, t = [_map(f) for f in _listed(student.hidden)][::-1], [_map(f) for f in _listed(teacher.hidden)]
         out, residual = self.abfs[0](x[0], out_shape=t[-1].shape[-2:])
         results = [out]
         for features, abf, target in zip(x[1:], self.abfs[1:], t[::-1][1:]):
@@ -105,7 +106,7 @@ class KnowledgeReview(Objective):
                 f"{[x[0] for x in s]} to the teacher's {[x[0] for x in t]}")
 
     def check_hidden(self, student_shape, teacher_shape):
-        s, t = list(student_shape), list(teacher_shape)
+        s, t = _listed(student_shape), _listed(teacher_shape)
         if len(s) != len(t) or not s:
             raise ValueError(f"ReviewKD pairs the student's stages with the teacher's, one to one, but got {len(s)} student and {len(t)} "
                              "teacher layers; name as many of each (--student-layer a,b,c --teacher-layer x,y,z)")
