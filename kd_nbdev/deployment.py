@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_deployment.ipynb #add6e31a
 from __future__ import annotations
-import os, platform, sys, time
+import json, os, platform, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -12,8 +12,8 @@ import torch
 import matplotlib.pyplot as plt
 from torch.utils.flop_counter import FlopCounterMode
 from .commands import Command
-from .data import load_cifar10
-from .record import TEACHER
+from .data import SAMPLES, load_cifar10
+from .record import TEACHER, NOT_RECORDED, file_sha256, made_by, read_record, recorded_origin
 from .params import ConfigError, param, positive_whole
 from .methods.registry import BASELINE, get_method
 from .models import count_parameters
@@ -23,7 +23,7 @@ from .store import write_json
 
 # %% auto #0
 __all__ = ['kd_deploy', 'main', 'count_flops', 'time_calls', 'runtimes', 'measure_speed', 'deployment', 'deployment_markdown',
-           'plot_deployment', 'DeployOptions', 'deploy_and_measure']
+           'plot_deployment', 'DeployOptions', 'deployment_from', 'deploy_and_measure']
 
 # %% ../nbs/14_deployment.ipynb #e485e897
 def count_flops(model:nn.Module, image_shape=(32, 32, 3)) -> int:
@@ -55,15 +55,18 @@ def measure_speed(nets:dict, # name -> {runtime: callable on uint8 (N,H,W,C)}
                   image:np.ndarray, batch:np.ndarray, rounds:int=5, calls:int=50, batch_calls:int=3) -> dict:
     "Latency at batch 1 and throughput at `len(batch)` of every runtime of every network, timed in turn for `rounds`."
     one = image[None]
-    samples = {(n, r): ([], []) for n, rs in nets.items() for r in rs}
+    samples = {(n, r): ([], []) for n, rs in nets.items() for r in rs}  # per round: the batch-1 times, the full-batch times
     for _ in range(rounds):
         for n, rs in nets.items():
             for r, fn in rs.items():
-                samples[n, r][0].extend(time_calls(fn, one, calls))
-                samples[n, r][1].extend(time_calls(fn, batch, batch_calls, warmup=1))
-    return {f'{n}/{r}': {'latency_ms_median': 1e3 * float(np.median(b1)), 'latency_ms_p95': 1e3 * float(np.percentile(b1, 95)),
-                         'throughput_images_per_s': len(batch) / float(np.median(bb)), 'latency_calls': len(b1),
-                         'throughput_calls': len(bb), 'batch': len(batch)}
+                samples[n, r][0].append(time_calls(fn, one, calls))
+                samples[n, r][1].append(time_calls(fn, batch, batch_calls, warmup=1))
+    ms = lambda v: [round(1e3 * float(x), 5) for x in v]
+    return {f'{n}/{r}': {'latency_ms_median': 1e3 * float(np.median(sum(b1, []))), 'latency_ms_p95': 1e3 * float(np.percentile(sum(b1, []), 95)),
+                         'latency_ms_iqr': ms(np.percentile(sum(b1, []), [25, 75])), 'latency_ms_round_medians': ms(map(np.median, b1)),
+                         'throughput_images_per_s': len(batch) / float(np.median(sum(bb, []))),
+                         'throughput_round_images_per_s': [round(len(batch) / float(np.median(b)), 1) for b in bb],
+                         'latency_calls': sum(map(len, b1)), 'throughput_calls': sum(map(len, bb)), 'batch': len(batch)}
             for (n, r), (b1, bb) in samples.items()}
 
 # %% ../nbs/14_deployment.ipynb #70767424
@@ -114,10 +117,15 @@ def deployment(run, data, models:list[str], int8:str|None=None, seed:int|None=No
     load.append(_load_average())
     for r in rows:
         for rt in ('pytorch', 'onnxruntime'): r[rt] = speed.get(f"{r['model']}/{rt}")
+    rec = read_record(Path(run)/'results.json')
     return {'rows': rows, 'test_images': len(x_test), 'data': data.source, 'threads': threads,
             'machine': _machine(threads), 'torch': torch.__version__, 'onnxruntime': onnxruntime.__version__,
             'timing': {'rounds': rounds, 'latency_calls_per_round': calls, 'batch': batch, 'throughput_calls_per_round': 3,
-                       'warmup_calls': 3, 'load_average_1min': {'before': load[0], 'after': load[1]}}}
+                       'warmup_calls': 3, 'load_average_1min': {'before': load[0], 'after': load[1]}},
+            'quantization': None if not int8 else {'model': int8, 'format': 'QDQ', 'weights': 'int8, per channel', 'activations': 'uint8, static',
+                                                   'calibration_images': calibration_images, 'calibration': 'the first training images'},
+            'teacher_weights': rec.teacher_weights or NOT_RECORDED, 'data_sha256': file_sha256(SAMPLES.get(data.path, data.path)) or NOT_RECORDED,
+            'run': recorded_origin(rec.to_dict())}
 
 # %% ../nbs/14_deployment.ipynb #c7550a03
 def _fmt(v, f): return '—' if v is None else format(v, f)
@@ -125,29 +133,38 @@ def _fmt(v, f): return '—' if v is None else format(v, f)
 def deployment_markdown(d:dict) -> str:
     "The deployment table as Markdown."
     lines = ["| model | weights | parameters | ONNX file (kB) | MFLOPs / image | test accuracy (%), PyTorch / onnxruntime "
-             "| PyTorch latency, batch 1 (ms), median / p95 | onnxruntime latency, batch 1 (ms), median / p95 "
+             "| PyTorch latency, batch 1 (ms), median [IQR] / p95 | onnxruntime latency, batch 1 (ms), median [IQR] / p95 "
              "| PyTorch images/s, batch 256 | onnxruntime images/s, batch 256 |",
              "|---|---|---:|---:|---:|---|---|---|---:|---:|"]
     for r in d['rows']:
         pt, ort = r['pytorch'] or {}, r['onnxruntime'] or {}
-        lat = lambda s: '—' if not s else f"{s['latency_ms_median']:.3f} / {s['latency_ms_p95']:.3f}"
+        iqr = lambda s: f" [{s['latency_ms_iqr'][0]:.3f}, {s['latency_ms_iqr'][1]:.3f}]" if 'latency_ms_iqr' in s else ' [IQR not recorded]'
+        lat = lambda s: '—' if not s else f"{s['latency_ms_median']:.3f}{iqr(s)} / {s['latency_ms_p95']:.3f}"
         lines.append(f"| {r['model']} | {r['weights']} | {r['parameters']:,} | {r['onnx_bytes']/1e3:,.0f} | {r['flops_per_image']/1e6:.2f} "
                      f"| {_fmt(r['test_accuracy_pytorch'], '.2f')} / {r['test_accuracy_onnxruntime']:.2f} | {lat(pt)} | {lat(ort)} "
                      f"| {_fmt(pt.get('throughput_images_per_s'), ',.0f')} | {_fmt(ort.get('throughput_images_per_s'), ',.0f')} |")
     return '\n'.join(lines)
 
 def plot_deployment(d:dict):
-    "Test accuracy against median latency at batch 1, one point per network and runtime."
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for rt, marker in (('pytorch', 'o'), ('onnxruntime', 's')):
-        pts = [(r[rt]['latency_ms_median'], r[f'test_accuracy_{rt}'], r['model']) for r in d['rows'] if r[rt] and r[f'test_accuracy_{rt}'] is not None]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=50, label=rt)
-        for x, y, n in pts:  # PyTorch's names below their points, onnxruntime's above, int8's below and to the left
-            int8 = n.endswith('_int8')
-            ax.annotate(n, (x, y), textcoords='offset points', xytext=(-6 if int8 else 6, 4 if rt == 'onnxruntime' and not int8 else -11),
-                        ha='right' if int8 else 'left', fontsize=8)
-    ax.set_xscale('log'); ax.margins(x=0.25, y=0.08); ax.set_xlabel('latency at batch 1, median (ms, log scale)'); ax.set_ylabel('test accuracy (%)')
-    ax.set_title(f"Accuracy against latency ({d['threads']} CPU thread{'s' * (d['threads'] > 1)})"); ax.legend(); ax.grid(alpha=.3)
+    "Test accuracy against median latency at batch 1: a colour per network, a marker per runtime, the bar the IQR (or to p95 where no IQR was recorded)."
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    markers, iqr_everywhere = {'pytorch': 'o', 'onnxruntime': 's'}, True
+    for i, r in enumerate(d['rows']):
+        for rt, marker in markers.items():
+            s, acc = r[rt], r[f'test_accuracy_{rt}']
+            if not s or acc is None: continue
+            m = s['latency_ms_median']
+            lo, hi = s['latency_ms_iqr'] if 'latency_ms_iqr' in s else (m, s['latency_ms_p95'])
+            iqr_everywhere &= 'latency_ms_iqr' in s
+            ax.errorbar(m, acc, xerr=[[m - lo], [hi - m]], fmt=marker, color=f'C{i}', ms=7, capsize=3, lw=1)
+    for i, r in enumerate(d['rows']):  # the legend names the networks: no label can sit on another network's point
+        ax.plot([], [], 'o', color=f'C{i}', label=f"{r['model']} ({r['weights'].split()[0]})")
+    for rt, marker in markers.items(): ax.plot([], [], marker, mfc='none', color='gray', label=rt)
+    ax.set_xscale('log'); ax.margins(x=0.15, y=0.08); ax.set_ylabel('test accuracy (%)')
+    ax.set_xlabel('latency at batch 1 (ms, log scale): median, bar ' + ('the interquartile range' if iqr_everywhere else 'to the 95th percentile (no IQR recorded)'))
+    ax.set_title(f"Accuracy against latency ({d['threads']} CPU thread{'s' * (d['threads'] > 1)})", fontsize=10)
+    ax.legend(fontsize=8, loc='lower right'); ax.grid(alpha=.3)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/14_deployment.ipynb #3318c260
@@ -165,9 +182,20 @@ class DeployOptions:
     calls: int = param(50, 'timed batch-1 calls per network and round', positive_whole)
     out: str = param(None, 'folder for the exported files (default: RUN/export)')
     report: str = param('results', 'folder for deployment.json and deployment.png')
+    from_json: str = param(None, "redraw a deployment.json's table and picture from what it recorded (nothing is measured again; --run is not read)")
+
+def deployment_from(old:dict # a deployment.json, as parsed
+                   ) -> dict:
+    "The deployment report `old` as it was measured, each field an earlier version did not write marked 'not recorded'."
+    if not isinstance(old, dict) or not isinstance(old.get('rows'), list): raise ConfigError("it is not a deployment.json (no 'rows')")
+    return {**{k: NOT_RECORDED for k in ('quantization', 'teacher_weights', 'data_sha256', 'run')}, **old}
 
 def deploy_and_measure(o:DeployOptions, command:str='') -> dict:
-    "Check the run's networks and data, then export, measure, write and print the deployment table."
+    "Check the run's networks and data, then export, measure, write and print the deployment table (or redraw a recorded one)."
+    if o.from_json:
+        if not Path(o.from_json).is_file(): raise ConfigError(f"no deployment file at {o.from_json}")
+        return _report({**deployment_from(json.loads(Path(o.from_json).read_text())), 'made_by': made_by(command)}, o.report)
+    if not o.run: raise ConfigError("the following arguments are required: --run")
     models = [m.strip() for m in o.models.split(',') if m.strip()] if o.models else [TEACHER, BASELINE.experiment, get_method('kd').experiment]
     if not models: raise ConfigError("--models names no network")
     need_onnx()
@@ -176,14 +204,18 @@ def deploy_and_measure(o:DeployOptions, command:str='') -> dict:
     first = load_trained(o.run, models[0], o.seed, o.teacher)  # reads results.json: a bad run folder stops here
     for m in models[1:]: load_trained(o.run, m, o.seed, o.teacher)
     data = load_cifar10(o.data or first.data_path, download=False, image_size=first.resized_to)
-    report = Path(o.report); report.mkdir(parents=True, exist_ok=True)
+    Path(o.report).mkdir(parents=True, exist_ok=True)
     d = deployment(o.run, data, models, int8, o.seed, o.teacher, o.out, o.threads, o.rounds, o.calls)
-    d['command'] = command
+    d['command'], d['made_by'] = command, made_by(command, SAMPLES.get(data.path, data.path), precision='fp32')  # every network measured in fp32 (int8: its own)
+    return _report(d, o.report)
+
+def _report(d:dict, report) -> dict:
+    report = Path(report); report.mkdir(parents=True, exist_ok=True)
     write_json(d, report/'deployment.json')
     fig = plot_deployment(d); fig.savefig(report/'deployment.png', dpi=120, bbox_inches='tight'); plt.close(fig)
     print(deployment_markdown(d)); print(f"\nWritten: {report/'deployment.json'}, {report/'deployment.png'}")
     return d
 
-kd_deploy = Command('kd_deploy', deploy_and_measure, DeployOptions, required=('run',), fails=(ExportError,),
+kd_deploy = Command('kd_deploy', deploy_and_measure, DeployOptions, fails=(ExportError,),
                     description="Export the networks of a kd_run folder to ONNX (and one to int8), then measure their size, FLOPs, accuracy, latency and throughput.")
 main = kd_deploy.main

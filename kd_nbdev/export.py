@@ -24,7 +24,7 @@ from .store import load_safely, write_atomic
 # %% auto #0
 __all__ = ['FORMATS', 'DEPLOY_EXTRA', 'kd_export', 'main', 'ImageClassifier', 'Trained', 'load_trained', 'need_onnx', 'metadata',
            'export_classifier', 'Exported', 'ExportError', 'verify_export', 'quantize_int8', 'accuracy',
-           'ExportOptions', 'export_and_verify']
+           'accuracy_note', 'ExportOptions', 'export_and_verify']
 
 # %% ../nbs/13_export.ipynb #387ded24
 class ImageClassifier(nn.Module):
@@ -50,6 +50,8 @@ class Trained:
     accuracy:float|None # its test accuracy as the run recorded it
     data_path:str|None # the data the run read, to read test images again
     resized_to:int|None = None # the side the run resized its images to when reading them (`None`: as stored)
+    precision:str|None = None # the precision the run evaluated `accuracy` in ('fp32' or 'bf16')
+    test_size:int|None = None # the test images the run evaluated on
 
 def _load_student(run:Path, name:str, seed:int, settings, dims=None) -> nn.Module:
     ck_path, fix = run/'checkpoints'/f'{name}_seed{seed}.pt', f"run kd_run again with --resume --out {run}"
@@ -87,7 +89,7 @@ def load_trained(run, # a `kd_run` output folder
     acc = runs.get(str(seed), {}).get('accuracy')
     norm = (ds['mean'], ds['std']) if ds else (CIFAR10_MEAN, CIFAR10_STD)
     return Trained(ImageClassifier(net.eval(), *norm).eval(), model, seed, tuple(ds.get('classes', CLASSES)), acc, rec.data_path,
-                   ds.get('resized_to'))
+                   ds.get('resized_to'), rec.precision, rec.test_size)
 
 # %% ../nbs/13_export.ipynb #db804fe2
 FORMATS = {'onnx': '.onnx', 'torchscript': '.ts', 'export': '.pt2'}
@@ -225,6 +227,15 @@ def accuracy(exported:Exported, images:np.ndarray, labels:np.ndarray) -> float:
     "Test accuracy of an exported file, in percent."
     return float(100 * (exported.predict(images).argmax(1) == labels).mean())
 
+def accuracy_note(t:Trained, file_accuracy:float, images:int) -> str:
+    "The run's recorded accuracy and its precision beside the exported file's (fp32), and why they differ."
+    mine = f"the exported file (fp32) gives {file_accuracy:.2f}% on {images} test images"
+    if t.accuracy is None: return f"The run recorded no accuracy for {t.name}; {mine}."
+    said = f"The run recorded {t.accuracy:.2f}% ({t.precision} evaluation); {mine}"
+    if round(t.accuracy, 2) == round(file_accuracy, 2): return said + ', the same.'
+    return said + (f": the same weights, {t.precision} rounding in the run's evaluation." if t.precision != 'fp32' else
+                   ": the same weights and precision, so other test images (another --data or test size).")
+
 @dataclass
 class ExportOptions:
     "What `kd_export` is asked."
@@ -258,17 +269,17 @@ def export_and_verify(o:ExportOptions, command:str='') -> dict:
         raise Failed(f"{' '.join(str(e).split())}; the file was removed") from None
     except OSError as e:  # a folder that cannot be written, a full disk: the temporary file is already gone
         raise Failed(f"cannot write {out} ({e.strerror or type(e).__name__})") from None
+    xs, ys = d.x_test.permute(0, 2, 3, 1).contiguous().numpy()[:t.test_size], d.y_test.numpy()[:t.test_size]  # the run's test images
     report = {'model': t.name, 'seed': t.seed, 'file': str(out), 'format': o.format, 'bytes': out.stat().st_size,
               'input': metadata(t, image_shape)['input'], 'verification': check, 'recorded_accuracy': t.accuracy,
-              'command': command}
+              'recorded_precision': t.precision, 'file_accuracy': accuracy(Exported(out), xs, ys), 'file_precision': 'fp32', 'command': command}
     print(f"Exported {t.name} (seed {t.seed}) to {out} ({o.format}, {out.stat().st_size/1e3:.0f} kB). It takes "
           f"{report['input']} and gives logits. Verified on {check['images']} test images: logits within "
-          f"{check['max_abs_logit_diff']:.1g} of PyTorch's, the same predictions.")
+          f"{check['max_abs_logit_diff']:.1g} of PyTorch's, the same predictions. {accuracy_note(t, report['file_accuracy'], len(xs))}")
     if o.int8:
         q_path = out.with_name(out.stem + '_int8.onnx')
         xt = d.x_train[:o.calibration_images].permute(0, 2, 3, 1).contiguous().numpy()
         q = Exported(quantize_int8(out, q_path, xt))
-        xs, ys = d.x_test.permute(0, 2, 3, 1).contiguous().numpy(), d.y_test.numpy()
         q_pred, fp32_pred = q.predict(xs).argmax(1), Exported(out).predict(xs).argmax(1)  # each test set pass once
         report['int8'] = {'file': str(q_path), 'bytes': q_path.stat().st_size, 'calibration_images': len(xt),
                           'test_images': len(xs), 'accuracy': float(100 * (q_pred == ys).mean()),

@@ -10,15 +10,13 @@ from pathlib import Path
 import torch
 import numpy as np
 from .recipes import named_recipe, recipe_fields
-import kd_nbdev
-from . import __version__
-from .store import write_atomic, write_json
+from .store import write_atomic, write_json, code_version, file_sha256  # the fingerprints of code and data files
 from .methods.registry import methods
 
 # %% auto #0
-__all__ = ['SCHEMA', 'TEACHER', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record', 'constant_lr',
-           'history_rows', 'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order', 'summarize',
-           'device_name', 'peak_rss_mb', 'code_version', 'file_sha256', 'provenance']
+__all__ = ['SCHEMA', 'TEACHER', 'NOT_RECORDED', 'RecordError', 'RunRecord', 'record_from_dict', 'read_record', 'write_record',
+           'constant_lr', 'history_rows', 'write_history_csv', 'write_tensorboard', 'write_history', 'experiment_order',
+           'summarize', 'device_name', 'peak_rss_mb', 'provenance', 'made_by', 'recorded_origin']
 
 # %% ../nbs/06c_record.ipynb #2a5316e0
 SCHEMA = 2  # 1: the files written before this record existed (no `schema` key)
@@ -208,28 +206,26 @@ def peak_rss_mb() -> float:
     return round(kb / 2**20 if sys.platform == 'darwin' else kb / 1024, 1)  # bytes on macOS, KiB on Linux
 
 # %% ../nbs/06c_record.ipynb #bccc11d4
-def _git(root:Path, *args) -> str|None:
-    try: p = subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError): return None
-    return p.stdout.strip() if p.returncode == 0 else None
-
-def code_version() -> dict:
-    "The package's version, and its git commit and `dirty` flag when it runs from a clone (else `None`)."
-    root = Path(kd_nbdev.__file__).resolve().parents[1]  # the clone, for a development install
-    commit = _git(root, 'rev-parse', 'HEAD') if (root/'.git').exists() else None
-    dirty = None if commit is None else bool(_git(root, 'status', '--porcelain', '--untracked-files=no', '--', 'kd_nbdev', 'nbs', 'settings.ini', 'setup.py'))
-    return {'package': __version__, 'commit': commit, 'dirty': dirty}
-
-def file_sha256(path) -> str|None:
-    "The sha256 of the file at `path` (`None` for a folder or nothing)."
-    path = Path(path) if path else None
-    if not (path and path.is_file()): return None
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
-
 def provenance(data_path=None) -> dict:
     "What a results file records of its origin: the code's version and commit, the libraries' versions, the data file's sha256."
     return {**code_version(), 'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,
             'numpy': np.__version__, 'data_sha256': file_sha256(data_path)}
+
+# %% ../nbs/06c_record.ipynb #d4f6cf03
+NOT_RECORDED = 'not recorded'  # a field a file from an earlier version lacks
+
+def made_by(command:str='', # the command that writes the file
+            data_path=None, # the data file it read, if any
+            device=None, # the device it measured on (default: the CPU)
+            precision:str|None=None # the precision of what it measured (`None`: it measured nothing)
+           ) -> dict:
+    "`provenance` of a file a command writes: the code, libraries and data, and the command, machine, threads and precision."
+    return {'command': command, **provenance(data_path), 'device': device_name(torch.device(device or 'cpu')),
+            'threads': torch.get_num_threads(), 'precision': precision}
+
+_ORIGIN = ('provenance', 'settings', 'objectives', 'precision', 'device', 'threads', 'torch', 'data_key', 'teacher_weights')
+
+def recorded_origin(d:dict # a results.json (or a summary of one) as parsed
+                   ) -> dict:
+    "What the file `d` recorded of its run's origin: provenance, settings, objectives, precision, machine; 'not recorded' where it lacks one."
+    return {k: d[k] if d.get(k) not in (None, '', {}, []) else NOT_RECORDED for k in _ORIGIN}

@@ -13,7 +13,7 @@ from .params import param, positive_whole
 from .store import unwritable
 from .images import DataError
 from .methods.registry import BASELINE
-from .record import TEACHER
+from .record import TEACHER, made_by, recorded_origin
 from .stats import as_record, label, seed_statistics, students
 from .finished import ReportError, checkpoint_seed, load_models, load_results, run_test_set  # also importable from here
 from .plots import save_plots  # kd_run takes it from here
@@ -55,14 +55,15 @@ def report_markdown(res) -> str:
 # %% ../nbs/10_results.ipynb #d59197e7
 def write_report(run, # a kd_run output folder
                  out, # folder for seeds.json and the plots
-                 data=None, seed:int|None=None, n_images:int=12, log=print) -> str:
+                 data=None, seed:int|None=None, n_images:int=12, log=print,
+                 command:str='') -> str: # the command that asked, recorded in seeds.json with the code, machine and the run's origin
     "Write `seeds.json` (two or more seeds) and the plots of the run in `run` to `out`; return the Markdown report."
     rec = load_results(run)
     if seed is not None and int(seed) not in rec.seeds:  # else the grid would show no student, and say nothing
         raise ReportError(f"the run in {run} has no seed {seed}; its seeds are {', '.join(map(str, rec.seeds))}")
     if problem := unwritable(out): raise ReportError(f"cannot write the report: {problem}; choose another --out")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    if len(rec.seeds) >= 2: (out/'seeds.json').write_text(json.dumps(seed_statistics(rec), indent=1))
+    if len(rec.seeds) >= 2: (out/'seeds.json').write_text(json.dumps({**seed_statistics(rec), 'run': recorded_origin(rec.to_dict()), 'made_by': made_by(command)}, indent=1))
     else: log("one seed only: no seeds.json (a confidence interval needs two or more seeds)")
     try: paths = save_plots(rec, out, run, data, seed, n_images)
     except (ValueError, OSError, RuntimeError, KeyError) as e:  # ValueError: ReportError, DataError (no checkpoints, no data)
@@ -80,9 +81,9 @@ class ReportOptions:
     seed: int = param(None, 'whose students the prediction grid shows (default: the first seed)')
     n_images: int = param(12, 'test images in the prediction grid', positive_whole)
 
-def report_run(o:ReportOptions) -> str:
+def report_run(o:ReportOptions, command:str='') -> str:
     "Write the report of the run `o` names and print its table."
-    text = write_report(o.run, o.out, o.data, o.seed, o.n_images, log=lambda m: print(f"kd_report: {m}", file=sys.stderr))
+    text = write_report(o.run, o.out, o.data, o.seed, o.n_images, log=lambda m: print(f"kd_report: {m}", file=sys.stderr), command=command)
     print(text)
     return text
 

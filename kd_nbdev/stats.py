@@ -6,13 +6,15 @@
 from __future__ import annotations
 import math
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.optimize import brentq
+from scipy.stats import t as student_t, nct, ttest_1samp, false_discovery_control
 from .params import ConfigError
 from .methods.registry import BASELINE, get_method
 from .record import RunRecord, TEACHER, experiment_order, record_from_dict
 
 # %% auto #0
-__all__ = ['mean_ci', 'as_record', 'students', 'label', 'seed_statistics']
+__all__ = ['mean_ci', 'as_record', 'students', 'label', 'seed_statistics', 'paired_p', 'holm', 'benjamini_hochberg', 't_power',
+           'min_detectable_gain', 'correct_family']
 
 # %% ../nbs/09a_stats.ipynb #73610cf2
 def mean_ci(values, # at least two numbers
@@ -70,3 +72,60 @@ def seed_statistics(res # a run's `RunRecord`, or its results.json as a dict
                        'distinguishable': lo is not None and (lo > 0 or hi < 0)}
         if paired != seeds: gains[name]['seeds'] = paired
     return {'seeds': seeds, 'experiments': experiments, 'gains': gains, 'command': rec.command}
+
+# %% ../nbs/09a_stats.ipynb #af0105c9
+def paired_p(diffs # per-seed differences of two methods
+            ) -> float|None:
+    "The two-sided p-value of the paired t-test that the mean of `diffs` is zero (`None` for fewer than two)."
+    d = np.asarray(diffs, dtype=float)
+    if len(d) < 2: return None
+    if d.std(ddof=1) == 0: return 1.0 if d.mean() == 0 else 0.0  # no spread: t is zero or infinite
+    return float(ttest_1samp(d, 0.).pvalue)
+
+def holm(ps # p-values of one family of comparisons
+        ) -> list[float]:
+    "Holm's step-down adjusted p-values, in the order of `ps`."
+    ps = np.asarray(ps, dtype=float); m = len(ps)
+    order = np.argsort(ps, kind='stable')
+    adjusted = np.minimum(1., np.maximum.accumulate((m - np.arange(m)) * ps[order]))  # i-th smallest × (m − i + 1), non-decreasing
+    out = np.empty(m); out[order] = adjusted
+    return out.tolist()
+
+def benjamini_hochberg(ps # p-values of one family of comparisons
+                      ) -> list[float]:
+    "Benjamini–Hochberg's adjusted p-values (scipy's `false_discovery_control`), in the order of `ps`."
+    return false_discovery_control(np.asarray(ps, dtype=float), method='bh').tolist() if len(ps) else []
+
+# %% ../nbs/09a_stats.ipynb #4fd6365e
+def t_power(gain:float, # the true mean gain
+            sd:float, # the standard deviation of the paired differences
+            n:int, # seeds (pairs)
+            alpha:float=0.05) -> float:
+    "The power of the two-sided paired t-test at `alpha` with `n` pairs of spread `sd` when the true gain is `gain`."
+    df, nc = n - 1, gain * math.sqrt(n) / sd
+    c = student_t.ppf(1 - alpha / 2, df)
+    return float(nct.sf(c, df, nc) + np.nan_to_num(nct.sf(c, df, -nc)))  # either tail; the far one underflows to nan
+
+def min_detectable_gain(sd:float, # the standard deviation of the paired differences
+                        n:int, # seeds (pairs)
+                        alpha:float=0.05, power:float=0.8) -> float|None:
+    "The smallest true gain the paired t-test at `alpha` finds with probability `power` (`None` without spread or seeds)."
+    if n < 2 or not sd > 0: return None
+    hi = sd
+    while t_power(hi, sd, n, alpha) < power: hi *= 2
+    return float(brentq(lambda g: t_power(g, sd, n, alpha) - power, 0., hi))
+
+# %% ../nbs/09a_stats.ipynb #53013ca2
+def correct_family(gains:list, # paired gains (dicts with 'per_seed' and 'mean'); `None` entries are skipped
+                   alpha:float=0.05) -> list:
+    "`gains` with each one's p-value, Holm's and BH's corrected p over the family, Holm's verdict, the family-wise interval and the min detectable gain."
+    tested = [i for i, g in enumerate(gains) if g is not None and paired_p(g['per_seed']) is not None]
+    ps = [paired_p(gains[i]['per_seed']) for i in tested]
+    out = list(gains)
+    for i, p, ph, pb in zip(tested, ps, holm(ps), benjamini_hochberg(ps)):
+        d = np.asarray(gains[i]['per_seed'], dtype=float)
+        _, lo, hi = mean_ci(d, 1 - alpha / len(tested))
+        out[i] = {**gains[i], 'p': _r(p, 6), 'p_holm': _r(ph, 6), 'p_bh': _r(pb, 6), 'significant_holm': ph < alpha,
+                  'ci_family': _r([lo, hi]), 'family_size': len(tested),
+                  'min_detectable_gain': _r(min_detectable_gain(d.std(ddof=1), len(d), alpha))}
+    return out

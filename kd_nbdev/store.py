@@ -4,12 +4,14 @@
 
 # %% ../nbs/01a_store.ipynb #2d0732ff
 from __future__ import annotations
-import hashlib, json, os, tempfile, time
+import hashlib, json, os, subprocess, tempfile, time
 from pathlib import Path
+import kd_nbdev
+from . import __version__
 
 # %% auto #0
-__all__ = ['PAUSE_VARIABLE', 'write_atomic', 'save_atomic', 'load_safely', 'write_json', 'fingerprint', 'pause_point',
-           'unwritable']
+__all__ = ['PAUSE_VARIABLE', 'write_atomic', 'save_atomic', 'load_safely', 'write_json', 'fingerprint', 'code_version',
+           'file_sha256', 'pause_point', 'unwritable']
 
 # %% ../nbs/01a_store.ipynb #ae847bc0
 def _fsync_folder(folder:Path):
@@ -60,6 +62,28 @@ def fingerprint(*items) -> str:
         else: h.update(repr(o).encode())
     for o in items: add(o)
     return h.hexdigest()[:16]
+
+# %% ../nbs/01a_store.ipynb #2b167ad4
+def _git(root:Path, *args) -> str|None:
+    try: p = subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError): return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+def code_version() -> dict:
+    "The package's version, and its git commit and `dirty` flag when it runs from a clone (else `None`)."
+    root = Path(kd_nbdev.__file__).resolve().parents[1]  # the clone, for a development install
+    commit = _git(root, 'rev-parse', 'HEAD') if (root/'.git').exists() else None
+    dirty = None if commit is None else bool(_git(root, 'status', '--porcelain', '--untracked-files=no', '--', 'kd_nbdev', 'nbs', 'settings.ini', 'setup.py'))
+    return {'package': __version__, 'commit': commit, 'dirty': dirty}
+
+def file_sha256(path) -> str|None:
+    "The sha256 of the file at `path` (`None` for a folder or nothing)."
+    path = Path(path) if path else None
+    if not (path and path.is_file()): return None
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
 
 # %% ../nbs/01a_store.ipynb #2aae189d
 PAUSE_VARIABLE = 'KD_NBDEV_TEST_PAUSE'

@@ -4,17 +4,19 @@
 
 # %% ../nbs/12_sweep.ipynb #1967d6f0
 from __future__ import annotations
-import copy, itertools, sys
+import copy, itertools, json, sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
+from matplotlib.colors import CenteredNorm
 from .commands import Command
 from .params import ConfigError, param, check_fields
 from .methods.registry import BASELINE, describe, get_method, methods
 from .config import Settings
-from .record import read_record
+from .record import NOT_RECORDED, made_by, read_record, recorded_origin
+from .stats import correct_family
 from .run import check_device, check_seeds, run_experiments
 from .networks import load_teacher
 from .training import TrainingError
@@ -24,8 +26,9 @@ from .store import write_json
 from .recipes import Recipe
 
 # %% auto #0
-__all__ = ['RECIPE_FIELDS', 'kd_sweep', 'main', 'grid_axes', 'parse_grid', 'cell_name', 'recipe_part', 'with_recipe', 'run_sweep',
-           'sweep_summary', 'sweep_markdown', 'plot_sweep', 'SweepOptions', 'sweep_and_report']
+__all__ = ['RECIPE_FIELDS', 'STATISTICS', 'kd_sweep', 'main', 'grid_axes', 'parse_grid', 'cell_name', 'recipe_part',
+           'with_recipe', 'run_sweep', 'with_verdicts', 'sweep_summary', 'sweep_from', 'sweep_markdown', 'plot_sweep',
+           'SweepOptions', 'sweep_and_report']
 
 # %% ../nbs/12_sweep.ipynb #ce79fee3
 RECIPE_FIELDS = {f.name: f for f in fields(Recipe)}  # a grid axis may also be a field of the training recipe
@@ -117,6 +120,17 @@ def _baseline(rec) -> dict:
     return {'experiment': BASELINE.experiment, 'accuracies': {str(s): v for s, v in accs.items()},
             'mean': round(float(b.mean()), 4), 'std': round(float(b.std(ddof=1)), 4) if len(b) > 1 else None}
 
+def with_verdicts(rows:list # the sweep's cells, each with its 'gain_over_baseline'
+                 ) -> list:
+    "The cells with their gains tested as one family (p, Holm's and BH's corrected p, the family's intervals) and Holm's verdicts."
+    for r, g in zip(rows, correct_family([r['gain_over_baseline'] for r in rows])):
+        r['gain_over_baseline'], r['verdict'] = g, verdict(g, BASELINE.label)
+    return rows
+
+STATISTICS = ("paired t-test per cell against CE; p_holm: Holm's step-down correction over the grid's cells, p_bh: "
+              "Benjamini-Hochberg's; verdicts are Holm's at 0.05; ci_family: Bonferroni's interval over the cells; "
+              "min_detectable_gain: the true gain the test finds with 80% power at these seeds and this paired spread")
+
 def sweep_summary(out, grid:list[str], command:str='', method:str|None=None) -> dict:
     "The sweep in `out` (made by `run_sweep` with `grid`): each cell's accuracies and paired gain over the baseline trained with its recipe."
     method, cells = parse_grid(grid, method)
@@ -132,47 +146,66 @@ def sweep_summary(out, grid:list[str], command:str='', method:str|None=None) -> 
         g = paired_gain(accs, base)
         rows.append({'cell': c, 'name': cell_name(c), 'accuracies': {str(s): v for s, v in accs.items()},
                      'mean': round(float(a.mean()), 4), 'std': round(float(a.std(ddof=1)), 4) if len(a) > 1 else None,
-                     'gain_over_baseline': g, 'verdict': verdict(g, BASELINE.label), 'seconds': round(float(np.mean(secs)), 1)})
+                     'gain_over_baseline': g, 'verdict': '', 'seconds': round(float(np.mean(secs)), 1)})
+    with_verdicts(rows)
     baselines = {name: _baseline(rec) for name, rec in recs.items()}
     return {'method': method, 'grid': grid, 'axes': grid_axes(grid, method)[1], 'cells': rows, 'command': command or base_rec.command,
             'baseline': next(iter(baselines.values())),  # the one CE run of a sweep of the method's settings alone
             **({'baselines': baselines} if len(baselines) > 1 or '' not in baselines else {}),  # one CE run per recipe of the grid
             'seeds': base_rec.seeds, 'device': base_rec.device, 'threads': base_rec.threads, 'epochs': base_rec.epochs,
-            'train_size': base_rec.train_size, 'test_size': base_rec.test_size, 'teacher_weights': base_rec.teacher_weights}
+            'train_size': base_rec.train_size, 'test_size': base_rec.test_size, 'teacher_weights': base_rec.teacher_weights,
+            'statistics': STATISTICS, **recorded_origin(base_rec.to_dict())}
+
+def sweep_from(old:dict # a kd_sweep.json, as parsed
+              ) -> dict:
+    "The sweep `old` recomputed from its per-seed accuracies with this version's statistics; everything the run measured as recorded."
+    if not isinstance(old, dict) or not isinstance(old.get('cells'), list) or 'baseline' not in old:
+        raise ConfigError("it is not a kd_sweep.json (no 'cells' and 'baseline')")
+    bases = old.get('baselines') or {'': old['baseline']}
+    by_seed = lambda d: {int(s): a for s, a in d['accuracies'].items()}
+    rows = [{**c, 'gain_over_baseline': paired_gain(by_seed(c), by_seed(bases[cell_name(recipe_part(c['cell']))]))} for c in old['cells']]
+    return {**old, 'cells': with_verdicts(rows), 'statistics': STATISTICS, **recorded_origin(old)}
 
 # %% ../nbs/12_sweep.ipynb #21cf4a19
+def _ci(lo_hi): return f"[{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if lo_hi else ''
+
 def sweep_markdown(sw:dict) -> str:
     "The sweep as a Markdown table, best cell first."
-    rows = [f"| {sw['method']} setting | accuracy (%), mean ± std | gain over CE [95% CI] | verdict |", "|---|---:|---:|---|"]
+    rows = [f"| {sw['method']} setting | accuracy (%), mean ± std | gain over CE [95% CI] | CI over the grid | p | Holm p | BH p | verdict (Holm, 0.05) | 80% power at |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in sorted(sw['cells'], key=lambda r: -r['mean']):
         g = r['gain_over_baseline']
-        ci = f"{g['mean']:+.2f}" + (f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g['ci95'] else '')
-        rows.append(f"| {r['name']} | {r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r['std'] is not None else '') + f" | {ci} | {r['verdict']} |")
+        p = lambda k: f"{g[k]:.3f}" if g.get(k) is not None else ''
+        rows.append(f"| {r['name']} | {r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r['std'] is not None else '') +
+                    f" | {g['mean']:+.2f} {_ci(g['ci95'])} | {_ci(g.get('ci_family'))} | {p('p')} | {p('p_holm')} | {p('p_bh')} | {r['verdict']} | {p('min_detectable_gain')[:-1]} |")
     for name, b in (sw.get('baselines') or {'': sw['baseline']}).items():  # CE trained with each recipe of the grid
-        rows.append(f"| CE alone{f' ({name})' if name else ''} (the baseline) | {b['mean']:.2f}" + (f" ± {b['std']:.2f}" if b['std'] is not None else '') + " | | |")
+        rows.append(f"| CE alone{f' ({name})' if name else ''} (the baseline) | {b['mean']:.2f}" + (f" ± {b['std']:.2f}" if b['std'] is not None else '') + " | | | | | | | |")
     return '\n'.join(rows)
 
 def plot_sweep(sw:dict) -> plt.Figure:
-    "A heat map of each cell's mean gain over CE (two swept parameters), or bars (one)."
+    "A heat map of each cell's mean gain over CE with its 95% CI (two swept parameters, or one), the colour scale centred on zero."
     axes = sw.get('axes') or [{'name': k, 'params': [k]} for k in sw['cells'][0]['cell']]  # files without 'axes': one parameter an axis
     at = lambda r, a: '/'.join(r['cell'][p] for p in a['params'])  # a cell's value on axis `a`, as a label
-    key = lambda r: tuple(at(r, a) for a in axes)
-    gain = {key(r): r for r in sw['cells']}
+    gain = {tuple(at(r, a) for a in axes): r for r in sw['cells']}
     ys = list(dict.fromkeys(at(r, axes[0]) for r in sw['cells']))
     xs = list(dict.fromkeys(at(r, axes[1]) for r in sw['cells'])) if len(axes) > 1 else ['']
-    m = np.array([[gain[(y, x) if len(axes) > 1 else (y,)]['gain_over_baseline']['mean'] for x in xs] for y in ys])
-    lim = max(abs(m).max(), 0.1)
-    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 2.5, 0.7 * len(ys) + 1.6))
-    im = ax.imshow(m, cmap='RdBu', vmin=-lim, vmax=lim)
+    cell = lambda y, x: gain[(y, x) if len(axes) > 1 else (y,)]
+    m = np.array([[cell(y, x)['gain_over_baseline']['mean'] for x in xs] for y in ys])
+    ends = [abs(e) for r in sw['cells'] for e in (r['gain_over_baseline']['ci95'] or [r['gain_over_baseline']['mean']])]
+    fig, ax = plt.subplots(figsize=(1.6 * len(xs) + 2.5, 0.8 * len(ys) + 1.8))
+    im = ax.imshow(m, cmap='RdBu', norm=CenteredNorm(0., max(max(ends), 0.1)))
     for i, y in enumerate(ys):
         for j, x in enumerate(xs):
-            r = gain[(y, x) if len(axes) > 1 else (y,)]
+            r = cell(y, x); g = r['gain_over_baseline']
             mark = {'better': ' ▲', 'worse': ' ▼'}.get(r['verdict'].split()[0], '')
-            ax.text(j, i, f"{m[i, j]:+.2f}{mark}", ha='center', va='center', fontsize=9)
+            ax.text(j, i, f"{g['mean']:+.2f}{mark}\n{_ci(g['ci95'])}", ha='center', va='center', fontsize=7.5)
     ax.set_yticks(range(len(ys)), ys); ax.set_ylabel(axes[0]['name'])
     ax.set_xticks(range(len(xs)), xs); ax.set_xlabel(axes[1]['name'] if len(axes) > 1 else '')
     fig.colorbar(im, ax=ax, label='mean gain over CE (points)')
-    ax.set_title(f"{sw['method']}: gain over CE, {len(sw['seeds'])} seeds per cell\n▲/▼: the 95% CI excludes 0", fontsize=9)
+    fam = [g['ci_family'] for r in sw['cells'] if (g := r['gain_over_baseline']).get('ci_family')]
+    wide = f"; corrected for {len(fam)} cells they reach {min(f[0] for f in fam):+.2f} to {max(f[1] for f in fam):+.2f}" if fam else ''
+    ax.set_title(f"{sw['method']}: gain over CE, {len(sw['seeds'])} seeds per cell, [95% CI] per cell{wide}\n"
+                 "▲/▼: better/worse than CE after Holm's correction over the cells", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -185,6 +218,7 @@ class SweepOptions(TrainingOptions):
     seeds: str = param('42,43,44', 'comma-separated seeds: the baseline and every cell are trained once per seed')
     out: str = param('runs/sweep', 'folder of the sweep')
     report: str = param(None, 'folder for kd_sweep.json and kd_sweep.png (default: --out)')
+    from_json: str = param(None, "recompute a kd_sweep.json's statistics and picture from its per-seed accuracies (no training; the training options are not read)")
 
 def _seeds(o:SweepOptions) -> list[int]:
     try: return check_seeds([int(s) for s in o.seeds.split(',')], '--seeds')
@@ -196,19 +230,25 @@ def sweep_and_report(o:SweepOptions, s, m, command:str='') -> dict|None:
     "Check the sweep, train its cells (or read the finished ones), write and print its summary."
     if o.list_methods:
         print('\n'.join(describe(x) for x in methods())); return None
-    log = (lambda msg: None) if o.quiet else (lambda msg: print(msg, file=sys.stderr))
-    seeds, s = _seeds(o), training_settings(s, o, m)
-    parse_grid(o.grid, o.method)
-    if o.device is not None: check_device(o.device)
-    if o.threads: torch.set_num_threads(o.threads)
-    sw = run_sweep(training_data(o), o.grid, o.teacher, seeds, o.out, s, o.device, not o.quiet, log, command, o.eval_every, o.method)
+    if o.from_json:
+        if not Path(o.from_json).is_file(): raise ConfigError(f"no sweep file at {o.from_json}")
+        sw = sweep_from(json.loads(Path(o.from_json).read_text()))
+    else:
+        if not o.teacher: raise ConfigError("the following arguments are required: --teacher")
+        log = (lambda msg: None) if o.quiet else (lambda msg: print(msg, file=sys.stderr))
+        seeds, s = _seeds(o), training_settings(s, o, m)
+        parse_grid(o.grid, o.method)
+        if o.device is not None: check_device(o.device)
+        if o.threads: torch.set_num_threads(o.threads)
+        sw = run_sweep(training_data(o), o.grid, o.teacher, seeds, o.out, s, o.device, not o.quiet, log, command, o.eval_every, o.method)
+    sw = {**sw, 'report_command': command, 'made_by': made_by(command)}  # who computed this file, where, from which commit
     report = Path(o.report or o.out); report.mkdir(parents=True, exist_ok=True)
     write_json(sw, report/'kd_sweep.json')
     fig = plot_sweep(sw); fig.savefig(report/'kd_sweep.png', dpi=120, bbox_inches='tight'); plt.close(fig)
     print(sweep_markdown(sw)); print(f"\nWritten: {report/'kd_sweep.json'}, {report/'kd_sweep.png'}")
     return sw
 
-kd_sweep = Command('kd_sweep', sweep_and_report, SweepOptions, settings_options, method_options, skip=SETTINGS_SKIP, required=('teacher',),
+kd_sweep = Command('kd_sweep', sweep_and_report, SweepOptions, settings_options, method_options, skip=SETTINGS_SKIP,
                    description="Train a method at every cell of a grid of its settings and the CE student, with the same seeds and teacher.",
                    fails=(TrainingError,), kept=lambda o, *_: f"finished cells are kept in {o.out}", again='Run the same command to continue.')
 main = kd_sweep.main
