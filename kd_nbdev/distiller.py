@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 import torch
 from torch import nn
 from .params import ConfigError
-from .models import check_layer, guess_layer, forward_with_features
+from .models import check_layer, guess_layer, default_stages, forward_with_features
 from .methods.base import Batch, Shapes
 from .methods.registry import Method, get_method, check_config
 from .step import model_outputs
@@ -29,8 +29,8 @@ def _config(m:Method, params:dict):
     return config
 
 def _layers(model:nn.Module, layer, who:str, many:bool, method:str):
-    "The path (or list of paths) of `model`'s compared layer: `layer` checked, or `guess_layer`'s."
-    if layer is None: layer = guess_layer(model)
+    "The path (or list of paths) of `model`'s compared layer: `layer` checked, or `guess_layer`'s (a several-layer method: a registered model's stages)."
+    if layer is None: layer = (list(default_stages(type(model).__name__)) or [guess_layer(model)]) if many else guess_layer(model)
     if isinstance(layer, (list, tuple)) and not many:
         raise ConfigError(f"{method} compares one layer per network, not {len(layer)}: name one {who} layer")
     for l in (layer if isinstance(layer, (list, tuple)) else (layer,)): check_layer(model, l, who)
@@ -54,6 +54,8 @@ class Distiller(nn.Module):
         if total_steps is not None and (not isinstance(total_steps, int) or total_steps < 1):
             raise ValueError(f"total_steps must be a whole number of steps, 1 or more, not {total_steps!r}")
         self.method = get_method(method) if isinstance(method, str) else method
+        if self.method.objective.needs_index:  # no dataset here: neither the images' indices nor the training set's size
+            raise ConfigError(f"{self.method.name} keeps state for every training image, keyed by its index in the training set, which a Distiller is not given: train it with fit or kd_run")
         self.config, self.total_steps, self.steps, self._handed_out = _config(self.method, method_params), total_steps, 0, False
         object.__setattr__(self, 'teacher', teacher.eval().requires_grad_(False))  # not a submodule: not in parameters() nor state_dict
         self.student, self.objective, self._shapes = student, None, None
@@ -73,7 +75,7 @@ def _build(self:Distiller, shapes:Shapes):
     obj = self.method.make_objective(self.config, shapes)
     if self.method.needs_hidden:
         obj.student_layer, obj.teacher_layer = self.student_layer, self.teacher_layer or obj.teacher_layer
-        if shapes.student is not None and shapes.teacher is not None and not obj.many_layers:
+        if shapes.student is not None and shapes.teacher is not None:
             try: obj.check_hidden(tuple(shapes.student), tuple(shapes.teacher))
             except ValueError as e: raise ConfigError(f"{self.method.name}: {e}") from None
     self._shapes = shapes if self.method.needs_hidden else None

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['MODELS', 'DeepNN', 'LightNN', 'count_parameters', 'forward_with_features', 'forward_with_hidden', 'LayerTap',
-           'ModelSpec', 'register_model', 'ModelError', 'check_model_name', 'make_model', 'default_layer', 'get_layer',
-           'check_layer', 'guess_layer', 'default_device', 'bf16_supported', 'resolve_precision', 'autocast']
+           'ModelSpec', 'register_model', 'ModelError', 'check_model_name', 'make_model', 'default_layer',
+           'default_stages', 'get_layer', 'check_layer', 'guess_layer', 'default_device', 'bf16_supported',
+           'resolve_precision', 'autocast']
 
 # %% ../nbs/01_models.ipynb #41791319
 def _flat_size(features:nn.Module, in_channels:int, image_size) -> int:
@@ -116,6 +117,7 @@ class ModelSpec:
     build: Callable # (num_classes, in_channels, image_size) -> nn.Module
     layer: str|None = None # default `--teacher-layer`/`--student-layer`
     summary: str = ''
+    stages: tuple = () # each resolution's last output, shallow to deep, then the penultimate vector: what several-layer methods (ReviewKD) compare
 
 MODELS: dict[str, ModelSpec] = {}
 
@@ -142,10 +144,14 @@ def _mobilenet_v3_small(num_classes, in_channels, image_size):
     m.features[0][0] = _small_stem(m.features[0][0], in_channels)
     return m
 
-register_model(ModelSpec('DeepNN', lambda n, c, s: DeepNN(n, in_channels=c, image_size=s), 'features', "the tutorial's teacher"))
-register_model(ModelSpec('LightNN', lambda n, c, s: LightNN(n, in_channels=c, image_size=s), 'features', "the tutorial's student"))
-register_model(ModelSpec('resnet18', _resnet18, 'layer3', "torchvision's ResNet-18, 3x3 stem without max-pooling (11.2M parameters)"))
-register_model(ModelSpec('mobilenet_v3_small', _mobilenet_v3_small, 'features', "torchvision's MobileNetV3-Small, stride-1 stem (1.5M parameters)"))
+register_model(ModelSpec('DeepNN', lambda n, c, s: DeepNN(n, in_channels=c, image_size=s), 'features', "the tutorial's teacher",
+                         ('features.3', 'features.8', 'features.9', 'classifier.1')))
+register_model(ModelSpec('LightNN', lambda n, c, s: LightNN(n, in_channels=c, image_size=s), 'features', "the tutorial's student",
+                         ('features.1', 'features.4', 'features.5', 'classifer.1')))
+register_model(ModelSpec('resnet18', _resnet18, 'layer3', "torchvision's ResNet-18, 3x3 stem without max-pooling (11.2M parameters)",
+                         ('layer1', 'layer2', 'layer3', 'layer4', 'avgpool')))
+register_model(ModelSpec('mobilenet_v3_small', _mobilenet_v3_small, 'features', "torchvision's MobileNetV3-Small, stride-1 stem (1.5M parameters)",
+                         ('features.0', 'features.1', 'features.3', 'features.8', 'features.12', 'avgpool')))
 
 # %% ../nbs/01_models.ipynb #36347348
 class ModelError(ValueError):
@@ -184,6 +190,10 @@ def make_model(name:str, # a registered model or `package.module:callable`
 def default_layer(name:str) -> str|None:
     "The layer feature methods compare for the model `name` (`None` for an import path: it must be named)."
     return MODELS[name].layer if name in MODELS else None
+
+def default_stages(name:str) -> tuple:
+    "The stage outputs, shallow to deep, that several-layer methods compare for the model `name` (empty for an import path: they must be named)."
+    return MODELS[name].stages if name in MODELS else ()
 
 def _inner(model:nn.Module) -> nn.Module:
     "The model a DDP wrapper holds (layers are named as in it), else `model`."

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from .images import ImageData
-from .models import DeepNN, ModelError, make_model, default_layer, check_layer, count_parameters, forward_with_features
+from .models import DeepNN, ModelError, make_model, default_layer, default_stages, check_layer, count_parameters, forward_with_features
 from .store import load_safely
 from .params import ConfigError
 from .methods.base import Shapes
@@ -41,25 +41,33 @@ def make_student(method:Method, s:Settings, dims:dict|None=None) -> nn.Module:
     if method.student and (own := method.student(s.methods[method.name], s.student_model, **dims)) is not None: return own
     return _built(s.student_model, dims, 'student')
 
-def run_layers(s:Settings) -> tuple[str|None, str|None]:
-    "The teacher's and the student's compared layers: the settings', else each model's default."
-    return s.teacher_layer or default_layer(s.teacher_model), s.student_layer or default_layer(s.student_model)
+def run_layers(s:Settings, method:Method|None=None) -> tuple:
+    "The teacher's and the student's compared layers: the settings', else each model's default; for a several-layer `method`, lists (the deepest paired)."
+    if not (method and method.objective.many_layers):
+        return s.teacher_layer or default_layer(s.teacher_model), s.student_layer or default_layer(s.student_model)
+    given = lambda l: [p.strip() for p in l.split(',')] if l else None  # --teacher-layer a,b,c
+    t, st = given(s.teacher_layer) or list(default_stages(s.teacher_model)), given(s.student_layer) or list(default_stages(s.student_model))
+    n = min(len(t), len(st))  # one network with more stages than the other: its deepest ones are paired
+    return (t if s.teacher_layer else t[len(t) - n:]) or None, (st if s.student_layer else st[len(st) - n:]) or None
 
 # %% ../nbs/06f_networks.ipynb #1019405a
-def probe_layers(model:nn.Module, layer:str|None, dims:dict, who:str):
-    "The logits' and `layer`'s shapes for one blank image of `dims`; `ConfigError` if the model cannot run on it."
+def probe_layers(model:nn.Module, layer, # a module path, a list of them, or `None`
+                 dims:dict, who:str):
+    "The logits' and `layer`'s shapes (a list of them for a list of layers) for one blank image of `dims`; `ConfigError` if the model cannot run on it."
     h, w = dims['image_size']
-    if layer:
-        try: check_layer(model, layer, who)
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer] if layer else []
+    for l in layers:
+        try: check_layer(model, l, who)
         except ModelError as e: raise ConfigError(str(e)) from None
     try:
-        with torch.no_grad(): logits, feats = forward_with_features(model.eval(), torch.zeros(1, dims['in_channels'], h, w), (layer,) if layer else ())
+        with torch.no_grad(): logits, feats = forward_with_features(model.eval(), torch.zeros(1, dims['in_channels'], h, w), tuple(layers))
     except Exception as e:
         raise ConfigError(f"the {who} cannot run on {dims['in_channels']}x{h}x{w} images ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     if tuple(logits.shape) != (1, dims['num_classes']):
         raise ConfigError(f"the {who} gives outputs of shape {tuple(logits.shape[1:])} per image, but the data has {dims['num_classes']} classes: "
                           "it must return one score per class")
-    return tuple(logits.shape[1:]), tuple(feats[layer].shape[1:]) if layer else None
+    shapes = [tuple(feats[l].shape[1:]) for l in layers]
+    return tuple(logits.shape[1:]), shapes if isinstance(layer, (list, tuple)) else shapes[0] if layers else None
 
 def method_shapes(m:Method, s:Settings, t_model, dims, layers) -> Shapes:
     "The `Shapes` of `m`'s compared layers; `ConfigError` (one line, naming the experiment) if `m` does not fit these networks."

@@ -18,13 +18,13 @@ from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError
 from .methods.registry import get_method
-from .teachers import cached_teacher, teacher_key
+from .teachers import cached_teacher, teacher_key, TeacherCache
 from .training import fit
 from .config import Settings, settings_dict, settings_from_dict
 from .record import RunRecord, TEACHER, experiment_order, write_record, device_name, peak_rss_mb, provenance
 from .networks import CIFAR10_DIMS, make_teacher, make_student, run_layers, probe_layers, method_shapes, load_teacher, models_info
 from .rundir import folder_lock, check_out, read_old
-from .distributed import current, start, local_device, gathered_teacher_cache, on_main, devices_of
+from .distributed import current, launched, start, local_device, gathered_teacher_cache, on_main, devices_of
 
 # %% auto #0
 __all__ = ['parse_experiments', 'check_request', 'check_device', 'check_seeds', 'Plan', 'run_experiments', 'dataset_info']
@@ -58,7 +58,10 @@ def check_request(experiments:list[str], s:Settings, teacher=None,
     if TEACHER in experiments or needs: probe_layers(t_model, None, dims, 'teacher')
     shapes = {}
     for m in students:
-        try: shapes[m.experiment] = method_shapes(m, s, t_model, dims, run_layers(s))
+        try:
+            if m.objective.one_process and launched().size > 1:  # under torchrun, before any training
+                raise ConfigError(f"{m.experiment} trains in one process only: {m.objective.one_process}")
+            shapes[m.experiment] = method_shapes(m, s, t_model, dims, run_layers(s, m))
         except ConfigError as err:
             if refused is None: raise
             refused[m.experiment] = str(err)
@@ -209,15 +212,15 @@ def _run(p:Plan) -> RunRecord:
     teacher_outputs = _teacher_source(p, teacher, students, rec) if teacher is not None and any(m.needs_teacher for m in students) else None
     if teacher is not None: rec.teacher_weights = fingerprint(teacher.state_dict())
     extra = () if teacher is None else (fingerprint(teacher.state_dict(), data.key(), p.precision),) if streamed else (teacher_key(teacher, data, p.precision),)
-    t_layer, s_layer = run_layers(s)
     for m in students:
         for seed in p.seeds:
             torch.manual_seed(seed)
             student = make_student(m, s, data.dims)
             objective = m.make_objective(s.methods[m.name], p.shapes[m.experiment])
-            if m.needs_hidden: objective.student_layer, objective.teacher_layer = s_layer, t_layer
+            if m.needs_hidden: objective.teacher_layer, objective.student_layer = run_layers(s, m)
             rec.objectives[m.experiment] = json.loads(json.dumps(objective.settings()))  # the adapter it built for these networks, among the rest
-            train(m.experiment, student, objective, seed, teacher_outputs, extra)
+            live = m.objective.many_layers and isinstance(teacher_outputs, TeacherCache)  # a cache of several layers' maps of every image would not fit in memory
+            train(m.experiment, student, objective, seed, teacher if live else teacher_outputs, extra)
     save()
     return rec
 
@@ -229,7 +232,7 @@ def _teacher_source(p:Plan, teacher:nn.Module, students:list, rec:RunRecord):
     if getattr(p.data, 'streamed', False):  # a cache holds every image's outputs: what streaming avoids
         p.log("streamed images: the teacher runs on every batch (its outputs are not cached)"); return teacher
     if not s.teacher_cache or s.augment: return teacher
-    layers = (run_layers(s)[0],) if any(m.needs_teacher and m.needs_hidden for m in students) else ()
+    layers = tuple(dict.fromkeys(run_layers(s, m)[0] for m in students if m.needs_teacher and m.needs_hidden and not m.objective.many_layers))
     t0 = time.perf_counter()
     if w.size == 1: cache = cached_teacher(teacher, p.data, precision=p.precision, channels_last=s.channels_last,
                                            device=p.device, progress=p.progress, log=p.log, layers=layers)

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from .models import LayerTap, autocast, check_layer, guess_layer
-from .methods.base import Outputs, Batch, Objective
+from .methods.base import Outputs, Batch, Objective, Draws
 
 # %% auto #0
 __all__ = ['model_outputs', 'TrainStep', 'use_layers', 'EpochSums', 'graph_problem', 'GraphStep']
@@ -65,7 +65,7 @@ def use_layers(objective:Objective, student:nn.Module, teacher=None): # the teac
     sides = [('student', student)] + ([('teacher', teacher)] if objective.needs_teacher and isinstance(teacher, nn.Module) else [])
     for who, model in sides:
         attr = f'{who}_layer'
-        if attr not in vars(objective) and not any(n == getattr(objective, attr) for n, _ in model.named_modules()):
+        if attr not in vars(objective) and not objective.many_layers and not any(n == getattr(objective, attr) for n, _ in model.named_modules()):  # several layers are named, never guessed
             setattr(objective, attr, guess_layer(model))
         for layer in getattr(objective, f'{who}_layers'): check_layer(model, layer, who)
     return objective
@@ -110,6 +110,7 @@ def graph_problem(device, objective:Objective, opt:torch.optim.Optimizer, sched=
     if sched is not None: return 'the learning rate changes during training (a schedule or a warm-up)'
     if isinstance(getattr(teacher, 'logits', None), torch.Tensor) and teacher.logits.device.type != 'cuda':
         return "the teacher's cached outputs are not on the GPU"
+    if any(isinstance(m, Draws) for m in objective.modules()): return f'{type(objective).__name__} draws at random on the host at every step'
     if getattr(objective, 'uses_progress', False): return f'{type(objective).__name__} reads the training progress at every step'
     if any(g.get('capturable') is False for g in opt.param_groups) and not isinstance(opt, torch.optim.SGD):
         return f'{type(opt).__name__} was built without capturable=True'

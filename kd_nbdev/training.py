@@ -112,6 +112,7 @@ def fit(student:nn.Module, # the model being trained
         x_train, y_train = x_train.to(device), y_train.to(device)
         torch.backends.cudnn.benchmark = True
     mf = torch.channels_last if channels_last else torch.contiguous_format
+    objective.setup(data.y_train, seed)  # an objective with state across steps sizes it by the training set (a no-op for most)
     student.to(device, memory_format=mf); objective.to(device)
     use_layers(objective, student, teacher)  # a ResNet has no `features`: its own layer, or a one-line refusal
     if objective.needs_teacher:
@@ -132,6 +133,7 @@ def fit(student:nn.Module, # the model being trained
     gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
     mean, std = data.stats()
     w = current()  # the processes torchrun started, or this one alone (then nothing below changes)
+    if w.size > 1 and objective.one_process: raise ValueError(f"{name or type(objective).__name__} trains in one process only: {objective.one_process}")
     if streamed and w.size > 1: raise ValueError("streamed images are read by one process; under torchrun give images that fit in memory (--stream no)")
     progress = progress and w.main
     key = fingerprint(objective.settings(), epochs, s.lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),

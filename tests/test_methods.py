@@ -18,6 +18,7 @@ from kd_nbdev.params import ConfigError, param, weight, positive
 from kd_nbdev.methods.base import Objective, Outputs, Batch, Shapes, match_maps
 from kd_nbdev.methods.registry import Method, register, methods, get_method, check_config
 from kd_nbdev.run import check_request
+from kd_nbdev.step import model_outputs
 from kd_nbdev.store import fingerprint
 
 
@@ -47,7 +48,7 @@ NAMES = [m.name for m in methods()]
 
 
 def test_every_builtin_method_is_walked():
-    assert {'ce', 'kd', 'cosine', 'regressor', 'ce_kernel2', 'dkd', 'dist', 'logit_std', 'at', 'sp', 'pkt', 'rkd', 'nst', 'vid', 'cc', 'project'} <= set(NAMES)
+    assert {'ce', 'kd', 'cosine', 'regressor', 'ce_kernel2', 'dkd', 'dist', 'logit_std', 'at', 'sp', 'pkt', 'rkd', 'nst', 'vid', 'cc', 'crd', 'reviewkd', 'project'} <= set(NAMES)
 
 
 @cache
@@ -56,21 +57,36 @@ def probed(pair: str) -> dict:
     return check_request(['teacher', *[f'student_{n}' for n in NAMES]], PAIRS[pair])
 
 @cache
-def teacher_outputs(pair: str):
-    "The teacher's logits and compared layer on a small batch (leaves that record any gradient that reaches them)."
+def teacher_outputs(pair: str, name: str = 'ce'):
+    "The teacher's logits and compared layer (a list of them for a several-layer method) on a small batch."
     s = PAIRS[pair]
     torch.manual_seed(0)
     x = torch.randn(6, 3, *CIFAR10_DIMS['image_size'])
-    layer = run_layers(s)[0]
-    with torch.no_grad(): logits, feats = forward_with_features(make_teacher(s).eval(), x, (layer,))
-    return x, logits, feats[layer]
+    layer = run_layers(s, get_method(name))[0]
+    layers = list(layer) if isinstance(layer, list) else [layer]
+    with torch.no_grad(): logits, feats = forward_with_features(make_teacher(s).eval(), x, layers)
+    return x, logits, [feats[l] for l in layers] if isinstance(layer, list) else feats[layer]
+
+def _teacher_leaves(pair, name):
+    "The teacher's outputs as leaves that record any gradient that reaches them."
+    x, logits, hidden = teacher_outputs(pair, name)
+    leaf = lambda t: t.clone().requires_grad_()
+    return x, leaf(logits), [leaf(h) for h in hidden] if isinstance(hidden, list) else leaf(hidden)
+
+def _outputs(logits, hidden, layer):
+    "`Outputs` as the step builds them: `hidden` the compared layer (or list), `features` every tapped layer by path."
+    paths = layer if isinstance(layer, (list, tuple)) else [layer]
+    return Outputs(logits, hidden, dict(zip(paths, hidden if isinstance(hidden, list) else [hidden])))
 
 def built(m: Method, pair: str, config=None) -> Objective:
     "The objective exactly as a run builds it: from the run's settings for the method and the probed shapes."
     s = PAIRS[pair]
     objective = m.make_objective(config or s.methods[m.name], probed(pair)[m.experiment])
-    if m.needs_hidden: objective.student_layer, objective.teacher_layer = run_layers(s)[::-1]
+    if m.needs_hidden: objective.teacher_layer, objective.student_layer = run_layers(s, m)
+    objective.setup(TRAIN_LABELS, 0)  # what `fit` does first: an objective with per-image state (CRD's banks) sizes it
     return objective
+
+TRAIN_LABELS = torch.arange(40) % 10  # a training set of 40 images, for objectives that keep state per image
 
 
 @pytest.mark.parametrize('pair', PAIRS)
@@ -78,19 +94,18 @@ def built(m: Method, pair: str, config=None) -> Objective:
 def test_a_finite_loss_and_no_gradient_to_the_teacher(name, pair):
     m, s = get_method(name), PAIRS[pair]
     objective = built(m, pair)
-    x, t_logits, t_hidden = teacher_outputs(pair)
-    t_logits, t_hidden = t_logits.clone().requires_grad_(), t_hidden.clone().requires_grad_()
+    x, t_logits, t_hidden = _teacher_leaves(pair, name)
     torch.manual_seed(0)
     student = make_student(m, s, CIFAR10_DIMS)
     s_logits, feats = forward_with_features(student, x, objective.student_layers)
     labels = torch.arange(len(x)) % 10
-    total, terms = objective(Outputs(s_logits, feats.get(objective.student_layer), feats), Batch(labels, progress=0.5),
-                             Outputs(t_logits, t_hidden, {objective.teacher_layer: t_hidden}) if m.needs_teacher else None)
+    total, terms = objective(model_outputs(s_logits, feats, objective.student_layer), Batch(labels, torch.arange(len(x)), progress=0.5),
+                             _outputs(t_logits, t_hidden, objective.teacher_layer) if m.needs_teacher else None)
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values()), terms
     assert list(terms)[-1] == 'ce' and set(terms) == set(objective.weights)  # the label term last, every term weighed
     assert torch.equal(total, sum(objective.weights[k] * v for k, v in terms.items()))
     total.backward()
-    assert t_logits.grad is None and t_hidden.grad is None
+    assert t_logits.grad is None and all(h.grad is None for h in (t_hidden if isinstance(t_hidden, list) else [t_hidden]))
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
 
 
@@ -132,5 +147,30 @@ def test_the_recorded_adapter_follows_the_shapes():
     assert built(get_method('project'), 'resnet18').settings()['adapter'] == '1x1 conv from 16 to 256 channels'
     assert '16→256→256→256' in built(get_method('vid'), 'resnet18').settings()['adapter']
     assert "the teacher's 16384 features" in built(get_method('cc'), 'resnet18').settings()['adapter']  # 256x8x8, flattened
+    assert "student channels [16, 16, 16, 256] to the teacher's [128, 256, 512, 512]" in built(get_method('reviewkd'), 'resnet18').settings()['adapter']  # the deepest 4 of 5 stages
     pooled = get_method('at').make_objective(shapes=Shapes((16, 8, 8), (256, 4, 4)))
     assert pooled.settings()['adapter'] == 'average-pool the maps to 4x4 (student 8x8, teacher 4x4)'
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_the_state_dict_carries_whatever_lives_across_steps(name):
+    "After a step, a fresh objective loaded with the state dict (what a checkpoint holds) gives the next step's loss exactly as the original."
+    m, pair = get_method(name), 'tutorial'
+    x, t_logits, t_hidden = teacher_outputs(pair, name)
+    torch.manual_seed(0)
+    student = make_student(m, PAIRS[pair], CIFAR10_DIMS)
+    first = built(m, pair)
+    def step(objective, seed):
+        torch.manual_seed(seed)
+        s_logits, feats = forward_with_features(student, x, objective.student_layers)
+        batch = Batch(torch.arange(len(x)) % 10, torch.arange(len(x)), progress=0.5)
+        return objective(model_outputs(s_logits, feats, objective.student_layer), batch,
+                         _outputs(t_logits, t_hidden, objective.teacher_layer) if m.needs_teacher else None)[0]
+    step(first, 1)
+    again = built(m, pair)
+    again.load_state_dict(first.state_dict())
+    assert torch.equal(step(first, 2), step(again, 2))
+
+
+def test_crd_is_refused_under_several_processes_in_one_line():
+    assert get_method('crd').objective.one_process and not any(m.objective.one_process for m in methods() if m.name != 'crd')

@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['Outputs', 'Batch', 'Shapes', 'NoParams', 'Objective', 'CrossEntropy', 'match_maps', 'map_adapter']
+__all__ = ['Outputs', 'Batch', 'Shapes', 'NoParams', 'Objective', 'CrossEntropy', 'Draws', 'match_maps', 'map_adapter']
 
 # %% ../../nbs/01b_method.ipynb #ac3287cd
 class Outputs(NamedTuple):
@@ -52,6 +52,8 @@ class Objective(nn.Module):
     student_layer = teacher_layer = 'features' # the layers compared, by module path (a list: several, read as a list)
     many_layers = False # compares several layers per side (its `hidden` is then a list of tensors)
     adapter = '' # in words, what adapts the compared layers to each other ('' when nothing)
+    needs_index = False # reads each image's index in the training set (`Batch.idx`): state kept per image, as CRD's memory bank
+    one_process = '' # why it cannot train under several processes ('' when it can): `fit` refuses it there in one line
 
     def __init__(self, config=None, # its settings, a dataclass instance (default: `Config()`)
                  shapes:Shapes=Shapes(), # the compared layers' shapes, for an objective that sizes an adapter from them
@@ -61,6 +63,10 @@ class Objective(nn.Module):
         self.weights = {**{term: getattr(self.config, f) for term, f in self.weighted_by.items()},
                         'ce': getattr(self.config, 'ce_weight', 1.)}  # the label term comes last, as it always did
         if adapter := self.describe_adapter(shapes): self.adapter = adapter
+
+    def setup(self, labels:torch.Tensor, # the training set's labels, in the order `Batch.idx` counts
+              seed:int=0): # the run's seed, for what the objective draws at random
+        "Called by `fit` before training or resuming: an objective with state across steps sizes and seeds it here (default: nothing)."
 
     def terms(self, student:Outputs, batch:Batch, teacher:Outputs|None=None) -> dict:
         "The unweighted terms the method adds to the label term, by name (none: cross-entropy alone)."
@@ -97,12 +103,23 @@ class Objective(nn.Module):
         return sum(self.weights[k] * v for k, v in terms.items()), terms
 
 def _detached(o:Outputs) -> Outputs:
-    return Outputs(o.logits.detach(), None if o.hidden is None else o.hidden.detach(),
+    hidden = [h.detach() for h in o.hidden] if isinstance(o.hidden, (list, tuple)) else None if o.hidden is None else o.hidden.detach()  # several layers: a list
+    return Outputs(o.logits.detach(), hidden,
                    None if o.features is None else {k: v.detach() for k, v in o.features.items()})
 
 # %% ../../nbs/01b_method.ipynb #44e8e9a6
 class CrossEntropy(Objective):
     "Cross-entropy with the true labels: how the teacher and the baseline student learn."
+
+# %% ../../nbs/01b_method.ipynb #9f705de2
+class Draws(nn.Module):
+    "A seeded source of random numbers owned by an objective: its state is in the objective's `state_dict`, so a resumed run draws on as the uninterrupted one did."
+    def __init__(self, seed:int=0):
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def get_extra_state(self) -> dict: return {'generator': self.generator.get_state()}
+    def set_extra_state(self, state:dict): self.generator.set_state(state['generator'])
 
 # %% ../../nbs/01b_method.ipynb #a367d2e8
 def match_maps(student:torch.Tensor, teacher:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

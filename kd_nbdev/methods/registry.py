@@ -125,6 +125,6 @@ def set_param(configs:dict, # `configs()`, changed in place
 # %% ../../nbs/01b_registry.ipynb #99d7ce14
 def describe(method:Method) -> str:
     "One line: the method's name, label, what it reads of the teacher, and its parameters with defaults."
-    reads = 'logits and a hidden layer' if method.needs_hidden else 'logits' if method.needs_teacher else 'no teacher'
+    reads = 'logits and several hidden layers' if method.objective.many_layers else 'logits and a hidden layer' if method.needs_hidden else 'logits' if method.needs_teacher else 'no teacher'
     ps = ' '.join(f"{method.name}.{f.name}={f.default}" for f in fields(method.config))
     return f"{method.experiment:<22} {method.label:<10} [{reads}] {ps}".rstrip() + (f"  — {method.summary}" if method.summary else '')
