@@ -92,10 +92,8 @@ def training_settings(s, # the settings' options, as parsed (an instance of `set
     return s.set(*(o.set or ())).check()
 
 def training_data(o:TrainingOptions):
-    "The images `o` names, cut to its sizes and normalised as it says."
-    d = load_data(o.data, image_size=o.image_size)
-    if o.train_size or o.test_size: d = d.subset(o.train_size, o.test_size)
-    return d.with_norm(o.norm)
+    "The images `o` names, cut to its sizes (before resizing them) and normalised as it says."
+    return load_data(o.data, image_size=o.image_size, train_size=o.train_size, test_size=o.test_size).with_norm(o.norm)
 
 # %% ../nbs/07_experiments.ipynb #378a8a95
 def _seeds(o:RunOptions) -> list[int]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from .commands import Command
 from .params import param
 from .methods.registry import BASELINE, get_method
-from .record import RunRecord, TEACHER, read_record
+from .record import RunRecord, RecordError, TEACHER, read_record
+from .plots import save_figure
 from .stats import as_record, students, label, mean_ci
 from .store import write_json
 
@@ -51,6 +52,8 @@ def leaderboard(res, # a run's `RunRecord` (or its results.json as a dict)
     rec = as_record(res)
     baseline, reference = baseline or BASELINE.experiment, reference or get_method('kd').experiment
     base, ref = _by_seed(rec, baseline), _by_seed(rec, reference)
+    if not base: raise RecordError(f"the run has no {baseline}, the baseline every method is compared with; train it in the run "
+                                   f"(--experiments ...,{baseline}), or name another baseline")
     secs = lambda n: float(np.mean([r['seconds'] for r in rec.runs[n].values()]))
     rows = []
     for name in students(rec):
@@ -62,7 +65,7 @@ def leaderboard(res, # a run's `RunRecord` (or its results.json as a dict)
                      'mean': round(float(a.mean()), 4), 'std': round(float(a.std(ddof=1)), 4) if len(a) > 1 else None,
                      'gain_over_baseline': g_base, 'verdict': 'the baseline' if name == baseline else verdict(g_base, label(baseline)),
                      'gain_over_reference': g_ref, 'verdict_reference': 'the reference' if name == reference else verdict(g_ref, label(reference)),
-                     'seconds': round(secs(name), 1), 'seconds_ratio': round(secs(name) / secs(baseline), 2) if baseline in rec.runs else None})
+                     'seconds': round(secs(name), 1), 'seconds_ratio': round(secs(name) / secs(baseline), 2) if secs(baseline) > 0 else None})  # 0.0 s: a run too short to time
     rows.sort(key=lambda r: -r['mean'])
     teacher = [r['accuracy'] for r in rec.runs.get(TEACHER, {}).values()]
     return {'rows': rows, 'baseline': baseline, 'reference': reference, 'seeds': rec.seeds, 'command': rec.command,
@@ -111,7 +114,7 @@ def write_leaderboard(run, out, command:str='') -> dict:
     lb = {**leaderboard(read_record(Path(run)/'results.json')), 'report_command': command}
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_json(lb, out/'leaderboard.json')
-    fig = plot_leaderboard(lb); fig.savefig(out/'leaderboard.png', dpi=120, bbox_inches='tight'); plt.close(fig)
+    save_figure(plot_leaderboard(lb), out/'leaderboard.png')
     return lb
 
 @dataclass
