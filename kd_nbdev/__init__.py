@@ -17,6 +17,7 @@ _NAMES = {  # name -> the module that defines it
     'Objective': 'methods.base', 'param': 'params',
     'run_experiments': 'run', 'load_teacher': 'networks', 'read_record': 'record',
     'load_trained': 'export', 'Exported': 'export',
+    'Distiller': 'distiller', 'get_layer': 'models', 'guess_layer': 'models',
 }
 
 def __getattr__(name):

@@ -13,7 +13,7 @@ from .images import Cifar10, CLASSES  # read from here too: `from kd_nbdev.data 
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'SAMPLE_PATH', 'SAMPLES', 'IMAGE_SUFFIXES', 'load_cifar10', 'read_npz', 'make_sample', 'read_torchvision',
-           'read_fashion_mnist', 'read_image_folder', 'data_home', 'load_data']
+           'read_fashion_mnist', 'image_folder_files', 'read_image_folder', 'data_home', 'load_data']
 
 # %% ../nbs/00_data.ipynb #e95cb31b
 DATA_ENV = 'KD_NBDEV_DATA'  # environment variable naming an .npz file or a torchvision CIFAR-10 folder
@@ -121,8 +121,8 @@ def _is_grey(f) -> bool:
         with Image.open(f) as im: return im.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F')
     except Exception: return False
 
-def read_image_folder(path, image_size:int|None=None) -> ImageData:
-    "Read a folder holding `train/` and `test/` (or `val/`), each with one sub-folder of images per class."
+def image_folder_files(path) -> tuple[list, list, list]:
+    "The class names of a folder of class folders, and each split's `(file, class number)` pairs: `train/`, then `test/` (or `val/`)."
     path = Path(path)
     train = path/'train'
     test = next((path/s for s in ('test', 'val') if (path/s).is_dir()), None)
@@ -139,11 +139,16 @@ def read_image_folder(path, image_size:int|None=None) -> ImageData:
         if not files[split]: raise DataError(f"{split} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     if empty := sorted(set(range(len(classes))) - {i for _, i in files[train]}):
         raise DataError(f"the class folder {train/classes[empty[0]]} holds no images; give every class at least one training image")
-    greyscale = all(_is_grey(f) for fs in files.values() for f, _ in fs)
+    return classes, files[train], files[test]
+
+def read_image_folder(path, image_size:int|None=None) -> ImageData:
+    "Read a folder holding `train/` and `test/` (or `val/`), each with one sub-folder of images per class."
+    path = Path(path)
+    classes, train, test = image_folder_files(path)
+    greyscale = all(_is_grey(f) for fs in (train, test) for f, _ in fs)
     arrays = []
-    for split in (train, test):
-        arrays += [_read_images([f for f, _ in files[split]], image_size, greyscale, split),
-                   np.array([i for _, i in files[split]], dtype=np.int64)]
+    for split, files in ((path/'train', train), (test[0][0].parent.parent, test)):
+        arrays += [_read_images([f for f, _ in files], image_size, greyscale, split), np.array([i for _, i in files], dtype=np.int64)]
     d = ImageData.from_arrays(*arrays, classes=classes, source=str(path))
     return replace(d, image_size=image_size)
 

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from torch import nn
 from .images import ImageData, CIFAR10_MEAN, CIFAR10_STD
 from .batches import batches
+from .stream import stream_batches
 from .models import autocast
 
 # %% auto #0
@@ -39,7 +40,19 @@ def evaluate(model:nn.Module, # any classifier of the images
             ) -> float: # accuracy in percent
     "Test accuracy of `model` on `data`, in percent."
     mean, std = data.stats()
+    if getattr(data, 'streamed', False): return 100 * (_predict_streamed(model, data, mean, std, **kwargs) == data.y_test).float().mean().item()
     return 100 * (predict(model, data.x_test, mean=mean, std=std, **kwargs) == data.y_test).float().mean().item()
+
+@torch.no_grad()
+def _predict_streamed(model:nn.Module, data, mean, std, bs:int=500, precision:str='fp32', device=None, channels_last:bool=False) -> torch.Tensor:
+    "`predict` for the test images of a `StreamedData`, read batch by batch."
+    device = device or next(model.parameters()).device
+    model.eval()
+    preds = []
+    for xb, _, _ in stream_batches(data, 'test', bs, device=device, mean=mean, std=std):
+        if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(precision, device): preds.append(model(xb).argmax(1).cpu())
+    return torch.cat(preds)
 
 # %% ../nbs/01d_evaluation.ipynb #453e2b05
 def evaluate_sharded(model:nn.Module, data:ImageData,

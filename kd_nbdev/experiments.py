@@ -10,7 +10,8 @@ import sys
 import torch
 from .commands import Command
 from .data import load_data
-from .params import ConfigError, param, positive_whole
+from .stream import choose_loading, first_test_images
+from .params import ConfigError, param, positive, positive_whole, one_of
 from .methods.registry import methods, describe
 from .training import TrainingError
 from .config import Settings, legacy_options
@@ -42,6 +43,9 @@ class TrainingOptions:
     norm: str = param('auto', "normalisation: auto (the tutorial's ImageNet values for CIFAR-10, the training images' own statistics otherwise), data, imagenet, or MEAN/STD per channel, e.g. 0.286/0.353")
     train_size: int = param(None, 'use only the first N training images (default: all 50,000)', positive_whole)
     test_size: int = param(None, 'use only the first N test images (default: all 10,000)', positive_whole)
+    stream: str = param('auto', "read a folder of class folders image by image while training (a live teacher) instead of into memory: auto (when its decoded images exceed --memory-budget), yes, no", one_of('auto', 'yes', 'no'))
+    memory_budget: float = param(None, "MB the decoded images may take in memory before --stream auto streams them (default: a quarter of the machine's memory)", positive)
+    workers: int = param(2, 'worker processes that decode streamed images', positive_whole)
     teacher: str = param(None, 'a trained teacher (teacher.pt of an earlier run) for student-only runs')
     faithful: bool = param(False, "the tutorial's procedure: fp32, NCHW, teacher run at every step (slow on a CPU)")
     no_cache: bool = param(False, "run the teacher at every step instead of caching its outputs")
@@ -92,8 +96,11 @@ def training_settings(s, # the settings' options, as parsed (an instance of `set
     return s.set(*(o.set or ())).check()
 
 def training_data(o:TrainingOptions):
-    "The images `o` names, cut to its sizes (before resizing them) and normalised as it says."
-    return load_data(o.data, image_size=o.image_size, train_size=o.train_size, test_size=o.test_size).with_norm(o.norm)
+    "The images `o` names, cut to its sizes (in memory: before resizing them) and normalised as it says."
+    d = choose_loading(o.data, o.image_size, o.stream, o.memory_budget, o.workers)
+    if d is None: return load_data(o.data, image_size=o.image_size, train_size=o.train_size, test_size=o.test_size).with_norm(o.norm)
+    if o.train_size or o.test_size: d = d.subset(o.train_size, o.test_size)
+    return d.with_norm(o.norm)
 
 # %% ../nbs/07_experiments.ipynb #378a8a95
 def _seeds(o:RunOptions) -> list[int]:
@@ -131,7 +138,7 @@ def train_and_report(o:RunOptions, s, m, command:str='') -> RunRecord|None:
     teacher_pt = Path(o.out)/'teacher.pt'  # named only when this run trained (or resumed) the teacher it holds
     print(f"\nResults: {Path(o.out)/'results.json'}" + (f"  (teacher weights: {teacher_pt})" if TEACHER in rec.runs and teacher_pt.is_file() else ''))
     try:
-        print(f"Plots: {', '.join(str(p) for p in save_plots(rec, o.out, run=o.out, data=d))}")
+        print(f"Plots: {', '.join(str(p) for p in save_plots(rec, o.out, run=o.out, data=first_test_images(d)))}")
     except Exception as e: print(f"(no plots: {' '.join(str(e).split())})", file=sys.stderr)  # the results are safe whatever happens here
     return rec
 

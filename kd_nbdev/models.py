@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['MODELS', 'DeepNN', 'LightNN', 'count_parameters', 'forward_with_features', 'forward_with_hidden', 'LayerTap',
-           'ModelSpec', 'register_model', 'ModelError', 'check_model_name', 'make_model', 'default_layer',
-           'check_layer', 'default_device', 'bf16_supported', 'resolve_precision', 'autocast']
+           'ModelSpec', 'register_model', 'ModelError', 'check_model_name', 'make_model', 'default_layer', 'get_layer',
+           'check_layer', 'guess_layer', 'default_device', 'bf16_supported', 'resolve_precision', 'autocast']
 
 # %% ../nbs/01_models.ipynb #41791319
 def _flat_size(features:nn.Module, in_channels:int, image_size) -> int:
@@ -182,13 +182,36 @@ def default_layer(name:str) -> str|None:
     "The layer feature methods compare for the model `name` (`None` for an import path: it must be named)."
     return MODELS[name].layer if name in MODELS else None
 
+def _inner(model:nn.Module) -> nn.Module:
+    "The model a DDP wrapper holds (layers are named as in it), else `model`."
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+def get_layer(model:nn.Module, path:str, # a module path as `named_modules` spells it, e.g. 'layer4', 'features.3'
+              who:str|None=None) -> nn.Module: # how the message calls the model (default: its class name)
+    "The submodule of `model` at the dotted `path`; `ModelError` listing the model's top-level modules if there is none."
+    inner = _inner(model)
+    found = dict(inner.named_modules()).get(path) if isinstance(path, str) and path else None
+    if found is None:
+        kids = list(inner.named_children())
+        deeper = next((f"{n}.{next(iter(m.named_children()))[0]}" for n, m in reversed(kids) if len(m._modules)), 'layer4.1')
+        raise ModelError(f"{who or type(inner).__name__} has no layer {path!r}; its top-level modules are "
+                         f"{', '.join(n for n, _ in kids) or 'none'} (a deeper one is named with dots, e.g. {deeper})")
+    return found
+
 def check_layer(model:nn.Module, layer:str, who:str='model'):
     "Raise `ModelError` naming the top-level modules if `model` has no submodule `layer`."
-    try: model.get_submodule(layer)
-    except AttributeError:
-        names = [n for n, _ in model.named_children()]
-        raise ModelError(f"the {who} has no layer {layer!r}; its top-level modules are {', '.join(names) or 'none'} "
-                         "(a deeper one is named with dots, e.g. layer3.1)") from None
+    get_layer(model, layer, f'the {who}')
+
+# %% ../nbs/01_models.ipynb #69055647
+_HEAD = (nn.Linear, nn.Flatten, nn.Dropout, nn.Identity, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+def guess_layer(model:nn.Module) -> str:
+    "The last top-level module of `model` before its head (pooling, flattening, dropout, fully connected): the layer to compare by default."
+    kids = list(_inner(model).named_children())
+    for name, m in reversed(kids):
+        if not isinstance(m, _HEAD) and not any(isinstance(x, nn.Linear) for x in m.modules()): return name
+    raise ModelError(f"{type(_inner(model)).__name__} has no module before its classifier to compare by default; name the layer "
+                     f"(its top-level modules are {', '.join(n for n, _ in kids) or 'none'})")
 
 # %% ../nbs/01_models.ipynb #b7342e5a
 def default_device() -> torch.device: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')

@@ -59,6 +59,7 @@ class RunRecord:
     refused: dict = field(default_factory=dict) # experiment -> why it was left out of an 'all' run (it does not fit these models)
     objectives: dict = field(default_factory=dict) # experiment -> its objective's settings: class, weights, layers, the adapter it built
     provenance: dict = field(default_factory=dict) # the code and data the numbers came from: version, commit, versions, data sha256
+    loading: dict = field(default_factory=dict) # how the images were read: in memory, or streamed from their folder (and why)
     schema: int = SCHEMA # this format's version
 
     def to_dict(self) -> dict: return asdict(self)
@@ -66,7 +67,7 @@ class RunRecord:
 # %% ../nbs/06c_record.ipynb #b65ed7d8
 _NUMBER, _NONE = (int, float), type(None)
 _KINDS = {'runs': dict, 'seeds': list, 'settings': dict, 'seconds': dict, 'experiments': dict, 'experiment_names': list,
-          'dataset': dict, 'models': dict, 'refused': dict, 'objectives': dict, 'provenance': dict,
+          'dataset': dict, 'models': dict, 'refused': dict, 'objectives': dict, 'provenance': dict, 'loading': dict,
           'data': str, 'data_path': (str, _NONE), 'train_size': (int, _NONE), 'test_size': (int, _NONE),
           'data_key': (str, _NONE), 'teacher_weights': (str, _NONE), 'precision': str, 'device': str, 'device_type': str,
           'threads': (int, _NONE), 'world_size': int, 'backend': (str, _NONE), 'devices': list, 'torch': str, 'command': str, 'eval_every': int, 'epochs': (int, _NONE),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from .images import Cifar10, ImageData
 from .data import SAMPLES
+from .stream import loading_info
 from .models import default_device, resolve_precision
 from .store import save_atomic, fingerprint
 from .params import ConfigError
@@ -158,11 +159,12 @@ def dataset_info(data:Cifar10) -> dict:
 def _run(p:Plan) -> RunRecord:
     "`run_experiments` once everything is checked (and the folder `p.out` is this run's)."
     data, s, out = p.data, p.settings, p.out
+    streamed = getattr(data, 'streamed', False)  # read batch by batch from its folder (the streaming chapter)
     old = read_old(out) if out and p.resume else None
     if old: _check_same_run(old, out, p.names, p.seeds)
     given = fingerprint(p.teacher.state_dict()) if p.teacher is not None and TEACHER not in p.names else None
     inputs = {'settings': settings_dict(s), 'train_size': len(data.y_train), 'test_size': len(data.y_test),
-              'data_key': fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given,
+              'data_key': data.key() if streamed else fingerprint(data.x_train, data.y_train, data.x_test, data.y_test), 'teacher_weights': given,
               'dataset': dataset_info(data)}
     if old: old.settings = settings_dict(settings_from_dict(old.settings))  # a file written before a setting existed holds its default
     if old and (changed := [k for k, v in inputs.items() if v is not None and getattr(old, k) not in (None, {}, v)]):
@@ -174,7 +176,7 @@ def _run(p:Plan) -> RunRecord:
                     device=device_name(p.device), device_type=p.device.type,
                     threads=torch.get_num_threads() if p.device.type == 'cpu' else None, torch=torch.__version__,
                     command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
-                    models=models_info(s, data.dims), refused=p.refused,
+                    models=models_info(s, data.dims), refused=p.refused, loading=loading_info(data),
                     provenance=provenance(SAMPLES.get(data.path, data.path)), **inputs)
     t_start = time.perf_counter()
     def save():
@@ -206,7 +208,7 @@ def _run(p:Plan) -> RunRecord:
     students = [get_method(n) for n in p.names if n != TEACHER]
     teacher_outputs = _teacher_source(p, teacher, students, rec) if teacher is not None and any(m.needs_teacher for m in students) else None
     if teacher is not None: rec.teacher_weights = fingerprint(teacher.state_dict())
-    extra = (teacher_key(teacher, data, p.precision),) if teacher is not None else ()
+    extra = () if teacher is None else (fingerprint(teacher.state_dict(), data.key(), p.precision),) if streamed else (teacher_key(teacher, data, p.precision),)
     t_layer, s_layer = run_layers(s)
     for m in students:
         for seed in p.seeds:
@@ -224,6 +226,8 @@ def _teacher_source(p:Plan, teacher:nn.Module, students:list, rec:RunRecord):
     s, w = p.settings, current()
     teacher = teacher.to(p.device)
     if s.augment: p.log("augmentation: the teacher runs on every augmented batch (its outputs cannot be cached)")
+    if getattr(p.data, 'streamed', False):  # a cache holds every image's outputs: what streaming avoids
+        p.log("streamed images: the teacher runs on every batch (its outputs are not cached)"); return teacher
     if not s.teacher_cache or s.augment: return teacher
     layers = (run_layers(s)[0],) if any(m.needs_teacher and m.needs_hidden for m in students) else ()
     t0 = time.perf_counter()

@@ -7,17 +7,17 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from .models import LayerTap, autocast
+from .models import LayerTap, autocast, check_layer, guess_layer
 from .methods.base import Outputs, Batch, Objective
 
 # %% auto #0
-__all__ = ['model_outputs', 'TrainStep', 'EpochSums', 'graph_problem', 'GraphStep']
+__all__ = ['model_outputs', 'TrainStep', 'use_layers', 'EpochSums', 'graph_problem', 'GraphStep']
 
 # %% ../nbs/02b_step.ipynb #d1c02994
 def model_outputs(logits, feats:dict, layer) -> Outputs:
-    "`Outputs` in fp32 for the objective, with `hidden` the output of the compared `layer`."
+    "`Outputs` in fp32 for the objective, with `hidden` the output of the compared `layer` (a list of them for a list of layers)."
     feats = {k: v.float() for k, v in feats.items()}
-    return Outputs(logits.float(), feats.get(layer), feats)
+    return Outputs(logits.float(), [feats[l] for l in layer] if isinstance(layer, (list, tuple)) else feats.get(layer), feats)
 
 class TrainStep:
     "One training step: the teacher's outputs, the student's forward pass, the objective's loss, the update. Nothing is read back."
@@ -57,6 +57,18 @@ class TrainStep:
         "Remove the hooks: the networks run as if never tapped."
         self.tap.remove()
         if hasattr(self.teacher, 'close'): self.teacher.close()
+
+# %% ../nbs/02b_step.ipynb #07dd4739
+def use_layers(objective:Objective, student:nn.Module, teacher=None): # the teacher model (a cache holds its layers already)
+    "Set `objective`'s compared layers that were left at the class default and are missing from the networks to their guessed layers; check them."
+    if not objective.needs_hidden: return objective
+    sides = [('student', student)] + ([('teacher', teacher)] if objective.needs_teacher and isinstance(teacher, nn.Module) else [])
+    for who, model in sides:
+        attr = f'{who}_layer'
+        if attr not in vars(objective) and not any(n == getattr(objective, attr) for n, _ in model.named_modules()):
+            setattr(objective, attr, guess_layer(model))
+        for layer in getattr(objective, f'{who}_layers'): check_layer(model, layer, who)
+    return objective
 
 # %% ../nbs/02b_step.ipynb #d35269f2
 class EpochSums:

@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .images import Cifar10, norm_key
 from .batches import batches, augment_batch
+from .stream import stream_batches
 from .models import resolve_precision, default_device
 from .store import save_atomic, load_safely, fingerprint, pause_point
 from .params import check_fields
@@ -20,7 +21,7 @@ from .methods.base import Outputs, Objective, CrossEntropy
 from .config import Settings
 from .recipes import make_optimizer, make_scheduler, recipe_key
 from .teachers import LiveTeacher, TeacherCache
-from .step import TrainStep, EpochSums, GraphStep, graph_problem
+from .step import TrainStep, EpochSums, GraphStep, graph_problem, use_layers
 from .evaluation import evaluate, evaluate_sharded
 from .distributed import current, shard_batches, wrap, rng_states
 
@@ -104,16 +105,20 @@ def fit(student:nn.Module, # the model being trained
     objective = objective or CrossEntropy()
     device = torch.device(device or default_device())
     precision = resolve_precision(precision, device)
-    x_train, y_train = data.x_train, data.y_train
-    if device.type == 'cuda':  # the uint8 images cross to the GPU once, not batch by batch; the shapes never change, so cuDNN may pick its kernels
+    streamed = getattr(data, 'streamed', False)  # a folder read batch by batch (the streaming chapter) instead of held in memory
+    x_train, y_train = (None, data.y_train) if streamed else (data.x_train, data.y_train)
+    if device.type == 'cuda' and not streamed:  # the uint8 images cross to the GPU once, not batch by batch; the shapes never change, so cuDNN may pick its kernels
         x_train, y_train = x_train.to(device), y_train.to(device)
         torch.backends.cudnn.benchmark = True
     mf = torch.channels_last if channels_last else torch.contiguous_format
     student.to(device, memory_format=mf); objective.to(device)
+    use_layers(objective, student, teacher)  # a ResNet has no `features`: its own layer, or a one-line refusal
     if objective.needs_teacher:
         if teacher is None: raise ValueError(f"{name or type(objective).__name__} needs a teacher")
         if isinstance(teacher, nn.Module):
             teacher = LiveTeacher(teacher.to(device, memory_format=mf), precision, channels_last, objective.teacher_layers)
+        if streamed and not isinstance(teacher, LiveTeacher):  # a cache of every image's outputs is what streaming avoids
+            raise ValueError(f"{name or type(objective).__name__}: with streamed images the teacher runs on each batch: give the teacher model, not its cached outputs")
         if augment and not isinstance(teacher, LiveTeacher):  # cached outputs belong to the images as stored, not as augmented
             raise ValueError(f"{name or type(objective).__name__}: with augmentation the teacher must see the augmented images: give the teacher model, not its cached outputs")
         if missing := [l for l in objective.teacher_layers if l not in getattr(teacher, 'layers', objective.teacher_layers)]:
@@ -126,9 +131,10 @@ def fit(student:nn.Module, # the model being trained
     gen = torch.Generator().manual_seed(seed)  # the data order, and the augmentation's draws: both in the checkpoint
     mean, std = data.stats()
     w = current()  # the processes torchrun started, or this one alone (then nothing below changes)
+    if streamed and w.size > 1: raise ValueError("streamed images are read by one process; under torchrun give images that fit in memory (--stream no)")
     progress = progress and w.main
     key = fingerprint(objective.settings(), epochs, s.lr, bs, seed, precision, channels_last, *norm_key(data), *(('augment',) if augment else ()),
-                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.x_train, fingerprint_extra, *recipe_key(s))
+                      *(('world', w.size) if w.size > 1 else ()), data.y_train, data.key() if streamed else data.x_train, fingerprint_extra, *recipe_key(s))
     start, history = 0, []
     if (ckpt := _try_resume(checkpoint, key, log)) is not None:
         start, history = _restore_or_start(ckpt, parts, gen, checkpoint, log)
@@ -145,7 +151,8 @@ def fit(student:nn.Module, # the model being trained
         for epoch in tqdm(range(start, epochs), desc=name or 'epochs', initial=start, total=epochs, disable=not progress):
             t0, sums, lr = time.perf_counter(), EpochSums(device), opt.param_groups[0]['lr']  # the rate of the epoch's first step
             student.train()
-            bar = tqdm((batches if w.size == 1 else partial(shard_batches, world=w))(x_train, y_train, bs, shuffle=True, generator=gen,
+            source = partial(stream_batches, data, 'train') if streamed else partial(batches if w.size == 1 else partial(shard_batches, world=w), x_train, y_train)
+            bar = tqdm(source(bs, shuffle=True, generator=gen,
                                device=device, mean=mean, std=std, augment=(lambda xb: augment_batch(xb, gen)) if augment else None),
                        total=n_batches, leave=False, desc=f'epoch {epoch+1}', disable=not progress)
             for i, (xb, yb, idx) in enumerate(bar):

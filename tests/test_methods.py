@@ -47,7 +47,7 @@ NAMES = [m.name for m in methods()]
 
 
 def test_every_builtin_method_is_walked():
-    assert {'ce', 'kd', 'cosine', 'regressor', 'ce_kernel2', 'dkd', 'dist', 'logit_std', 'at', 'sp', 'pkt', 'rkd', 'project'} <= set(NAMES)
+    assert {'ce', 'kd', 'cosine', 'regressor', 'ce_kernel2', 'dkd', 'dist', 'logit_std', 'at', 'sp', 'pkt', 'rkd', 'nst', 'vid', 'cc', 'project'} <= set(NAMES)
 
 
 @cache
@@ -130,5 +130,7 @@ def test_the_recorded_adapter_follows_the_shapes():
     shapes = probed('resnet18')
     assert '256' in built(get_method('regressor'), 'resnet18').settings()['adapter'] and shapes['student_regressor'].teacher[0] == 256
     assert built(get_method('project'), 'resnet18').settings()['adapter'] == '1x1 conv from 16 to 256 channels'
+    assert '16→256→256→256' in built(get_method('vid'), 'resnet18').settings()['adapter']
+    assert "the teacher's 16384 features" in built(get_method('cc'), 'resnet18').settings()['adapter']  # 256x8x8, flattened
     pooled = get_method('at').make_objective(shapes=Shapes((16, 8, 8), (256, 4, 4)))
     assert pooled.settings()['adapter'] == 'average-pool the maps to 4x4 (student 8x8, teacher 4x4)'

@@ -40,6 +40,8 @@ class Shapes(NamedTuple):
 class NoParams:
     "The settings of an objective (or a method) without hyperparameters."
 
+def _paths(layer) -> tuple: return tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
+
 class Objective(nn.Module):
     "A training loss built from its settings: the terms a method adds, then cross-entropy with the labels, each times its weight, summed."
     Config = NoParams # the dataclass of its settings: where its defaults are written
@@ -47,7 +49,8 @@ class Objective(nn.Module):
     needs_teacher = False # reads the teacher's outputs
     needs_hidden = False # compares a hidden layer of the student with one of the teacher
     uses_progress = False # reads the epoch or the fraction of training done (a warm-up): a CUDA graph cannot fix it
-    student_layer = teacher_layer = 'features' # the layers compared, by module name
+    student_layer = teacher_layer = 'features' # the layers compared, by module path (a list: several, read as a list)
+    many_layers = False # compares several layers per side (its `hidden` is then a list of tensors)
     adapter = '' # in words, what adapts the compared layers to each other ('' when nothing)
 
     def __init__(self, config=None, # its settings, a dataclass instance (default: `Config()`)
@@ -75,9 +78,9 @@ class Objective(nn.Module):
         "Raise `ValueError` if hidden states of these shapes (one image each) cannot be compared."
 
     @property
-    def teacher_layers(self) -> tuple: return (self.teacher_layer,) if self.needs_teacher and self.needs_hidden else ()
+    def teacher_layers(self) -> tuple: return _paths(self.teacher_layer) if self.needs_teacher and self.needs_hidden else ()
     @property
-    def student_layers(self) -> tuple: return (self.student_layer,) if self.needs_hidden else ()
+    def student_layers(self) -> tuple: return _paths(self.student_layer) if self.needs_hidden else ()
 
     def settings(self) -> dict:
         "What identifies the loss: its class, the layers compared, its weights, its other settings and its adapter."
