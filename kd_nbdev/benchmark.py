@@ -10,7 +10,7 @@ import numpy as np
 from dataclasses import dataclass
 from .commands import Command, Failed
 from .params import param, positive, positive_whole
-from .store import unwritable, code_version, file_sha256
+from .store import unwritable, write_json, code_version, file_sha256
 from .measure import TreeSampler, process_memory_mb, process_tree, run_measured  # also importable from here
 from .compare import (PHASES, CE, DISTILLATION, run_order, ratio, compare_phases, distillation_vs_ce,  # also importable
                               extrapolate, extrapolation, summarize_bench, markdown_report)                # from here
@@ -178,10 +178,10 @@ def bench_and_report(o:BenchOptions) -> dict:
     if problem := unwritable(o.out, folder=False): raise BenchError(f"cannot write the comparison: {problem}; choose another --out")
     b = {'command': command, 'made_by': {'command': command, **code_version(), 'data_sha256': file_sha256(o.data or os.environ.get('KD_NBDEV_DATA'))}, **bench(o.reference, o.data, o.epochs, o.train_size, o.rounds, o.threads, o.interval,
                                       o.full_epochs, o.full_train_size, log, o.eval_every)}
-    try: Path(o.out).parent.mkdir(parents=True, exist_ok=True); Path(o.out).write_text(json.dumps(b, indent=1))
+    try: write_json(b, o.out)  # atomic: a disk that filled meanwhile leaves the earlier file whole
     except OSError as e:  # checked before the work, but a disk can fill meanwhile: the comparison goes to stdout instead
         print(json.dumps(b, indent=1))
-        raise Failed(f"cannot write {o.out} ({e.strerror or e}); the comparison is printed as JSON above") from None
+        raise Failed(f"cannot write {o.out} ({e.strerror or e}); the comparison is printed as JSON above, and {o.out} is as it was") from None
     print(markdown_report(b))
     print(f"\nWritten: {o.out}")
     return b

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .params import check_fields
 
 # %% auto #0
-__all__ = ['RUN_FOLDER', 'OneLineParser', 'add_field_options', 'dashes', 'Failed', 'Terminated', 'one_line', 'exit_code',
+__all__ = ['RUN_FOLDER', 'OneLineParser', 'given', 'add_field_options', 'dashes', 'Failed', 'Terminated', 'one_line', 'exit_code',
            'Command', 'report_folder']
 
 # %% ../nbs/06a_commands.ipynb #13347a16
@@ -19,6 +19,11 @@ class OneLineParser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line (and a hint to `--help`) and exit code 2."
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+def given(text:str) -> str:
+    "`text`, unless it is empty (or blank): an empty value is refused like a malformed one, never read as 'not given'."
+    if not text.strip(): raise argparse.ArgumentTypeError(f"an empty value {text!r} is refused; give a value, or leave the option out for its default")
+    return text
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool, 'list[str]': list, int: int, float: float, str: str, bool: bool}
 
@@ -38,11 +43,11 @@ def add_field_options(parser, cls, # a dataclass
         h = f.metadata.get('help', '') + ('' if d in (None, False) else f' (default: {d})')
         kind = _field_type(f)
         if f.name in positional:
-            parser.add_argument(f.name, nargs='+' if kind is list else None, type=str if kind is list else kind, help=h); continue
+            parser.add_argument(f.name, nargs='+' if kind is list else None, type=given if kind in (list, str) else kind, help=h); continue
         name, req = '--' + f.name.replace('_', '-'), {'required': True} if f.name in required else {}
         if kind is bool: parser.add_argument(name, dest=f.name, action='store_true', help=h, default=bool(d))
-        elif kind is list: parser.add_argument(name, dest=f.name, action='append', default=[], help=h + ' (repeatable)', metavar=f.name.upper(), **req)
-        else: parser.add_argument(name, dest=f.name, type=kind, default=d, help=h, metavar=kind.__name__.upper(), **req)
+        elif kind is list: parser.add_argument(name, dest=f.name, action='append', type=given, default=[], help=h + ' (repeatable)', metavar=f.name.upper(), **req)
+        else: parser.add_argument(name, dest=f.name, type=given if kind is str else kind, default=d, help=h, metavar=kind.__name__.upper(), **req)
     return parser
 
 def dashes(argv:list[str]) -> list[str]:

@@ -8,7 +8,7 @@ import os, zipfile, zlib
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
-from .images import ImageData, DataError
+from .images import ImageData, DataError, check_fits
 from .images import Cifar10, CLASSES  # read from here too: `from kd_nbdev.data import load_cifar10, Cifar10, CLASSES`
 
 # %% auto #0
@@ -19,6 +19,18 @@ __all__ = ['DATA_ENV', 'SAMPLE_PATH', 'SAMPLES', 'IMAGE_SUFFIXES', 'load_cifar10
 DATA_ENV = 'KD_NBDEV_DATA'  # environment variable naming an .npz file or a torchvision CIFAR-10 folder
 
 # %% ../nbs/00_data.ipynb #0f979668
+def _declared(z:zipfile.ZipFile, name:str, path) -> int:
+    "The bytes the array `name` of the .npz `z` declares in its header, read without loading it; `DataError` if the file cannot hold them."
+    info = z.getinfo(name + '.npy')
+    with z.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+        size, held = int(np.prod(shape, dtype=object)) * dtype.itemsize, info.file_size - f.tell()  # Python integers: no overflow
+    if size != held:
+        raise DataError(f"{path}: its array {name} declares {shape} {dtype} ({size:,} bytes) but holds {held:,}; "
+                        "the file is damaged: write it again with numpy.savez")
+    return size
+
 def read_npz(path, image_size:int|None=None) -> ImageData:
     "Read images from an `.npz` holding `x_train`, `y_train`, `x_test`, `y_test` (and optionally `classes`); resize them to `image_size` if given."
     path = Path(path)
@@ -30,6 +42,8 @@ def read_npz(path, image_size:int|None=None) -> ImageData:
         with np.load(path, allow_pickle=False) as d:
             missing = {'x_train', 'y_train', 'x_test', 'y_test'} - set(d.files)
             if missing: raise DataError(f"{path} lacks the arrays {sorted(missing)}; a dataset .npz holds x_train, y_train, x_test, y_test.")
+            with zipfile.ZipFile(path) as z: need = sum(_declared(z, k, path) for k in ('x_train', 'y_train', 'x_test', 'y_test'))
+            check_fits(2 * need, f"reading {path}", "use a smaller file")  # the arrays, and the tensors made from them
             arrays = {k: d[k] for k in ('x_train', 'y_train', 'x_test', 'y_test')}
             classes = tuple(d['classes']) if 'classes' in d.files else None
     except DataError: raise
@@ -62,7 +76,11 @@ def make_sample(src, # the full CIFAR-10 `.npz`
 def read_torchvision(root, download:bool=False) -> ImageData:
     "Read CIFAR-10 with torchvision from the folder `root`, downloading it there if `download`."
     from torchvision.datasets import CIFAR10
-    tr, te = CIFAR10(root, train=True, download=download), CIFAR10(root, train=False, download=download)
+    try: tr, te = CIFAR10(root, train=True, download=download), CIFAR10(root, train=False, download=download)
+    except Exception as e:  # an interrupted download, a damaged or emptied folder: torchvision's traceback says none of this
+        if download: raise
+        raise DataError(f"{Path(root)/'cifar-10-batches-py'} is damaged or incomplete ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+                        "remove that folder to download CIFAR-10 again, or pass an .npz (--data cifar10.npz)") from None
     return ImageData.from_arrays(tr.data, np.array(tr.targets), te.data, np.array(te.targets), tuple(tr.classes), source=str(root))
 
 def read_fashion_mnist(root, download:bool=False) -> ImageData:
@@ -144,22 +162,27 @@ def data_home() -> Path:
 def load_data(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 folder, a folder of class folders, 'fashion-mnist' (torchvision's), or 'sample' / 'fashion-sample'
               root:str|Path|None=None, # torchvision's folder, used (and downloaded into) when `data` is not given (default: `./data` if it has CIFAR-10, else `data_home()`)
               download:bool=True, # let torchvision download CIFAR-10 into `root` when nothing else is found
-              image_size:int|None=None # resize every image to this side (needed for class folders of mixed sizes)
+              image_size:int|None=None, # resize every image to this side (needed for class folders of mixed sizes)
+              train_size:int|None=None, test_size:int|None=None # keep only the first images of each split (cut before resizing)
              ) -> ImageData:
     "Load images from `data`, `$KD_NBDEV_DATA`, torchvision's CIFAR-10 `root` folder, or torchvision's download."
     data = data or os.environ.get(DATA_ENV) or None
-    size = lambda d: d.resized(image_size) if image_size else d
+    def size(d):  # cut first, then resize: only the images kept are resized (and checked to fit in memory)
+        if train_size or test_size: d = d.subset(train_size, test_size)
+        return d.resized(image_size) if image_size else d
     if data is not None:
-        if str(data) in SAMPLES: return replace(read_npz(SAMPLES[str(data)], image_size), source=str(data), path=str(data))  # its name: no path of this installation
+        if str(data) in SAMPLES: return size(replace(read_npz(SAMPLES[str(data)]), source=str(data), path=str(data)))  # its name: no path of this installation
         if str(data) == 'fashion-mnist': return size(read_fashion_mnist(data_home(), download))
         p = Path(data).expanduser()
         if p.is_dir():
             if _is_torchvision_folder(p): return size(read_torchvision(p))
-            if (p/'train').is_dir(): return read_image_folder(p, image_size)
+            if (p/'train').is_dir():
+                d = read_image_folder(p, image_size)
+                return d.subset(train_size, test_size) if train_size or test_size else d
             raise DataError(f"{p} is a folder with neither CIFAR-10 ({p/'cifar-10-batches-py'}) nor class folders ({p/'train'}/<class>/) in it.")
         if not p.exists(): raise DataError(f"No file or folder at {p}. Give the path of an .npz file or of a folder of images.")
         if p.suffix != '.npz': raise DataError(f"{p} is not an .npz file. Give an .npz, a folder of class folders or a torchvision CIFAR-10 folder.")
-        return read_npz(p, image_size)
+        return size(read_npz(p))
     folders = [Path(root)] if root is not None else [Path('data'), data_home()]
     if found := next((f for f in folders if _is_torchvision_folder(f)), None): return size(read_torchvision(found))
     root = folders[-1]

@@ -96,8 +96,9 @@ def training_settings(s, # the settings' options, as parsed (an instance of `set
     return s.set(*(o.set or ())).check()
 
 def training_data(o:TrainingOptions):
-    "The images `o` names, cut to its sizes and normalised as it says."
-    d = choose_loading(o.data, o.image_size, o.stream, o.memory_budget, o.workers) or load_data(o.data, image_size=o.image_size)
+    "The images `o` names, cut to its sizes (in memory: before resizing them) and normalised as it says."
+    d = choose_loading(o.data, o.image_size, o.stream, o.memory_budget, o.workers)
+    if d is None: return load_data(o.data, image_size=o.image_size, train_size=o.train_size, test_size=o.test_size).with_norm(o.norm)
     if o.train_size or o.test_size: d = d.subset(o.train_size, o.test_size)
     return d.with_norm(o.norm)
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import kd_nbdev
 from .commands import Command, Failed
-from .images import CIFAR10_MEAN, CIFAR10_STD, CLASSES
+from .images import CIFAR10_MEAN, CIFAR10_STD, CLASSES, check_pixels
 from .data import load_cifar10
 from .params import ConfigError, param, one_of, positive, positive_whole
 from .methods.registry import get_method
@@ -29,14 +29,15 @@ __all__ = ['FORMATS', 'DEPLOY_EXTRA', 'kd_export', 'main', 'ImageClassifier', 'T
 # %% ../nbs/13_export.ipynb #387ded24
 class ImageClassifier(nn.Module):
     "A trained network with its input normalisation folded in: uint8 images `(N,H,W,C)` in, logits out."
-    def __init__(self, model:nn.Module, mean=CIFAR10_MEAN, std=CIFAR10_STD):
+    def __init__(self, model:nn.Module, mean=CIFAR10_MEAN, std=CIFAR10_STD, image_size:tuple|None=None):
         super().__init__()
-        self.model = model
+        self.model, self.image_size = model, image_size
         # (x/255 - m)/s == (x - 255m)/(255s): one subtraction and one division on the raw pixels
         self.register_buffer('mean', 255 * torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer('std', 255 * torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, images:torch.Tensor) -> torch.Tensor:
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()): check_pixels(images, self.mean.shape[1], self.image_size)
         return self.model((images.permute(0, 3, 1, 2).float() - self.mean) / self.std)
 
 # %% ../nbs/13_export.ipynb #deb7f57b
@@ -88,7 +89,7 @@ def load_trained(run, # a `kd_run` output folder
     net = load_teacher(teacher or run/'teacher.pt', s, dims) if model == TEACHER else _load_student(run, model, seed, s, dims)
     acc = runs.get(str(seed), {}).get('accuracy')
     norm = (ds['mean'], ds['std']) if ds else (CIFAR10_MEAN, CIFAR10_STD)
-    return Trained(ImageClassifier(net.eval(), *norm).eval(), model, seed, tuple(ds.get('classes', CLASSES)), acc, rec.data_path,
+    return Trained(ImageClassifier(net.eval(), *norm, dims['image_size']).eval(), model, seed, tuple(ds.get('classes', CLASSES)), acc, rec.data_path,
                    ds.get('resized_to'), rec.precision, rec.test_size)
 
 # %% ../nbs/13_export.ipynb #db804fe2
@@ -168,7 +169,8 @@ class Exported:
             self.metadata = json.loads(extra['kd_nbdev.json'] or '{}')
 
     def __call__(self, images:np.ndarray) -> np.ndarray:
-        images = np.ascontiguousarray(images, dtype=np.uint8)
+        images = np.asarray(images); check_pixels(images, self.channels, self.image_size)  # never cast on a guess
+        images = np.ascontiguousarray(images)
         if self.format == 'onnx': return self.session.run(None, {'images': images})[0]
         with torch.no_grad(): return self.module(torch.from_numpy(images)).numpy()
 

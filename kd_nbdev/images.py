@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_images.ipynb #b8d0c9dd
 from __future__ import annotations
+import os
 from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CLASSES', 'Cifar10', 'DataError', 'ImageData', 'is_cifar10', 'channel_stats',
-           'norm_key', 'picture', 'show_images']
+__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'CLASSES', 'Cifar10', 'DataError', 'memory_bytes', 'check_fits', 'ImageData',
+           'check_pixels', 'is_cifar10', 'channel_stats', 'norm_key', 'picture', 'show_images']
 
 # %% ../nbs/00_images.ipynb #b4cf10b6
 CIFAR10_MEAN = (0.485, 0.456, 0.406)  # the tutorial's values (ImageNet's statistics)
@@ -21,6 +22,20 @@ CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'hors
 # %% ../nbs/00_images.ipynb #3e26f83a
 class DataError(ValueError):
     "The data could not be found or is not valid."
+
+def memory_bytes() -> int|None:
+    "This machine's physical memory in bytes (`None` where it cannot be told)."
+    try: return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError): return None
+
+def _gb(n:int) -> str: return f"{n / 1e9:,.1f} GB" if n < 1e15 else f"{n / 1e15:,.1f} PB"
+
+def check_fits(nbytes:int, # what is about to be allocated
+               what:str, # it, in words: "the images of data.npz", "resizing 1,600 images to 100000x100000"
+               fix:str): # what to do instead
+    "Raise `DataError` before allocating `nbytes` if they exceed this machine's memory."
+    if (mem := memory_bytes()) is not None and nbytes > mem:
+        raise DataError(f"{what} needs {_gb(nbytes)} of memory, more than this machine has ({_gb(mem)}); {fix}")
 
 # %% ../nbs/00_images.ipynb #7fc57618
 def _check_split(x, y, name):
@@ -102,6 +117,21 @@ def _subset(self:ImageData, n_train:int|None=None, n_test:int|None=None) -> Imag
                    source=f"{self.source}[:{n_train},:{n_test}]" if (n_train or n_test) else self.source)
 ImageData.subset = _subset
 
+# %% ../nbs/00_images.ipynb #6da14d7a
+def check_pixels(images, # a batch of images, numpy or torch
+                 channels:int, # what the network takes
+                 image_size:tuple|None=None # its (height, width), if fixed
+                ):
+    "Raise `DataError` (one line) unless `images` are uint8 `(N,H,W,C)` with `channels` channels (and `image_size`)."
+    dtype, shape = str(images.dtype).removeprefix('torch.'), tuple(images.shape)
+    if dtype != 'uint8':
+        raise DataError(f"the images are {dtype}, but the network takes uint8 pixels 0-255; convert them first "
+                        "(float images in [0, 1]: (x * 255).round() as uint8)")
+    if len(shape) != 4 or shape[3] != channels or (image_size is not None and tuple(shape[1:3]) != tuple(image_size)):
+        h, w = image_size or ('H', 'W')
+        raise DataError(f"the images have the shape {shape}, but the network takes (N, {h}, {w}, {channels}): "
+                        "a batch of height x width x channels")
+
 # %% ../nbs/00_images.ipynb #f8d4a67f
 def _resize(x:torch.Tensor, size:int) -> torch.Tensor:
     "uint8 `(N,C,H,W)` images resized to `size`×`size` (bilinear, antialiased), still uint8."
@@ -113,6 +143,9 @@ def _resize(x:torch.Tensor, size:int) -> torch.Tensor:
 def _resized(self:ImageData, size:int) -> ImageData:
     "The same data with every image resized to `size`×`size`."
     if not isinstance(size, int) or isinstance(size, bool) or size < 1: raise DataError(f"the image size must be a positive whole number of pixels, not {size!r}")
+    n, c = len(self.y_train) + len(self.y_test), self.channels
+    check_fits(n * c * size * size + min(n, 2048) * c * size * size * 4,  # the resized images, and the float copy of one chunk
+               f"resizing {n:,} images to {size}x{size}", "choose a smaller --image-size, or fewer images (--train-size, --test-size)")
     return replace(self, x_train=_resize(self.x_train, size), x_test=_resize(self.x_test, size), image_size=size)
 ImageData.resized = _resized
 

@@ -13,7 +13,8 @@ from .commands import Command, RUN_FOLDER, report_folder
 from .params import param
 from .methods.registry import BASELINE, get_method
 from .params import ConfigError
-from .record import RunRecord, TEACHER, NOT_RECORDED, experiment_order, made_by, read_record, recorded_origin
+from .record import RunRecord, RecordError, TEACHER, NOT_RECORDED, experiment_order, made_by, read_record, recorded_origin
+from .plots import save_figure
 from .stats import as_record, students, label, mean_ci, correct_family
 from .store import write_json
 
@@ -75,10 +76,12 @@ def leaderboard(res, # a run's `RunRecord` (or its results.json as a dict)
     "Rows per student, best first: accuracy by seed, mean, std, paired gains over `baseline` and `reference` with Holm's verdicts, seconds."
     rec = as_record(res)
     baseline, reference = baseline or BASELINE.experiment, reference or get_method('kd').experiment
+    if not _by_seed(rec, baseline): raise RecordError(f"the run has no {baseline}, the baseline every method is compared with; train it in the run "
+                                                  f"(--experiments ...,{baseline}), or name another baseline")
     secs = lambda n: float(np.mean([r['seconds'] for r in rec.runs[n].values()]))
     rows = leaderboard_rows({n: _by_seed(rec, n) for n in students(rec)}, baseline, reference)
-    for r in rows:
-        r['seconds'], r['seconds_ratio'] = round(secs(r['experiment']), 1), round(secs(r['experiment']) / secs(baseline), 2) if baseline in rec.runs else None
+    for r in rows:  # a baseline timed at 0.0 s (a run too short to time) gives no ratio
+        r['seconds'], r['seconds_ratio'] = round(secs(r['experiment']), 1), round(secs(r['experiment']) / secs(baseline), 2) if secs(baseline) > 0 else None
     teacher = [r['accuracy'] for r in rec.runs.get(TEACHER, {}).values()]
     return {'rows': rows, 'baseline': baseline, 'reference': reference, 'seeds': rec.seeds, 'command': rec.command,
             'device': rec.device, 'threads': rec.threads, 'epochs': rec.epochs, 'train_size': rec.train_size,
@@ -150,7 +153,7 @@ def write_leaderboard(run, out, command:str='', from_json=None) -> dict:
     lb = {**lb, 'report_command': command, 'made_by': made_by(command)}  # who computed this file, where, from which commit
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_json(lb, out/'leaderboard.json')
-    fig = plot_leaderboard(lb); fig.savefig(out/'leaderboard.png', dpi=120, bbox_inches='tight'); plt.close(fig)
+    save_figure(plot_leaderboard(lb), out/'leaderboard.png')
     return lb
 
 @dataclass

@@ -25,21 +25,29 @@ __all__ = ['CIFAR10_DIMS', 'make_teacher', 'make_student', 'run_layers', 'probe_
 # %% ../nbs/06f_networks.ipynb #eec0d781
 CIFAR10_DIMS = {'num_classes': 10, 'in_channels': 3, 'image_size': (32, 32)}
 
-def _built(name:str, dims:dict, who:str) -> nn.Module:
-    try: return make_model(name, **dims)
+def _hw(dims:dict) -> tuple: s = dims['image_size']; return (s, s) if isinstance(s, int) else tuple(s)
+
+def _built(make, dims:dict, who:str) -> nn.Module:
+    "`make()`, a network for images of `dims`; `ConfigError` (one line) if it cannot be built for them (images too small for its poolings)."
+    try: return make()
+    except ConfigError: raise
     except ModelError as e: raise ConfigError(f"the {who}: {e}") from None
+    except Exception as e:
+        (h, w), c = _hw(dims), dims['in_channels']
+        raise ConfigError(f"the {who} cannot be built for {c}x{h}x{w} images ({type(e).__name__}: {' '.join(str(e).split())[:150]}); "
+                          "give larger images (--image-size) or a model for images of this size") from None
 
 def make_teacher(s:Settings, dims:dict|None=None) -> nn.Module:
     "The run's teacher: `s.teacher_model` (the tutorial's `DeepNN`, with `s.teacher_dropout`) for images of `dims`."
     dims = dims or CIFAR10_DIMS
-    if s.teacher_model == 'DeepNN': return DeepNN(dims['num_classes'], s.teacher_dropout, dims['in_channels'], dims['image_size'])
-    return _built(s.teacher_model, dims, 'teacher')
+    if s.teacher_model == 'DeepNN': return _built(lambda: DeepNN(dims['num_classes'], s.teacher_dropout, dims['in_channels'], dims['image_size']), dims, 'teacher')
+    return _built(lambda: make_model(s.teacher_model, **dims), dims, 'teacher')
 
 def make_student(method:Method, s:Settings, dims:dict|None=None) -> nn.Module:
     "The student `method` trains: its own, where it changes the student, else `s.student_model` (the tutorial's `LightNN`)."
     dims = dims or CIFAR10_DIMS
-    if method.student and (own := method.student(s.methods[method.name], s.student_model, **dims)) is not None: return own
-    return _built(s.student_model, dims, 'student')
+    if method.student and (own := _built(lambda: method.student(s.methods[method.name], s.student_model, **dims), dims, 'student')) is not None: return own
+    return _built(lambda: make_model(s.student_model, **dims), dims, 'student')
 
 def run_layers(s:Settings, method:Method|None=None) -> tuple:
     "The teacher's and the student's compared layers: the settings', else each model's default; for a several-layer `method`, lists (the deepest paired)."
@@ -54,7 +62,7 @@ def run_layers(s:Settings, method:Method|None=None) -> tuple:
 def probe_layers(model:nn.Module, layer, # a module path, a list of them, or `None`
                  dims:dict, who:str):
     "The logits' and `layer`'s shapes (a list of them for a list of layers) for one blank image of `dims`; `ConfigError` if the model cannot run on it."
-    h, w = dims['image_size']
+    h, w = _hw(dims)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer] if layer else []
     for l in layers:
         try: check_layer(model, l, who)
@@ -63,6 +71,12 @@ def probe_layers(model:nn.Module, layer, # a module path, a list of them, or `No
         with torch.no_grad(): logits, feats = forward_with_features(model.eval(), torch.zeros(1, dims['in_channels'], h, w), tuple(layers))
     except Exception as e:
         raise ConfigError(f"the {who} cannot run on {dims['in_channels']}x{h}x{w} images ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    if not isinstance(logits, torch.Tensor):
+        raise ConfigError(f"the {who} returns a {type(logits).__name__}, not a tensor of class scores; its forward must return the "
+                          "logits alone (wrap the model in one whose forward picks them)")
+    for l in (l for l in layers if not isinstance(feats[l], torch.Tensor)):
+        raise ConfigError(f"the {who}'s layer {l!r} returns a {type(feats[l]).__name__}, not one tensor; name a layer that "
+                          f"returns a tensor (--{who}-layer)")
     if tuple(logits.shape) != (1, dims['num_classes']):
         raise ConfigError(f"the {who} gives outputs of shape {tuple(logits.shape[1:])} per image, but the data has {dims['num_classes']} classes: "
                           "it must return one score per class")
@@ -77,6 +91,7 @@ def method_shapes(m:Method, s:Settings, t_model, dims, layers) -> Shapes:
         raise ConfigError(f"{e} compares a layer of each network, but a model given by import path has no default: name {which}")
     try: student = make_student(m, s, dims)
     except ConfigError as err: raise ConfigError(f"{e}: {err}") from None
+    if not any(p.requires_grad for p in student.parameters()): raise ConfigError(f"{e}: the student has no trainable parameters; there is nothing to train")
     _, s_hidden = probe_layers(student, sl if m.needs_hidden else None, dims, 'student')
     if not m.needs_teacher: return Shapes(s_hidden)
     _, t_hidden = probe_layers(t_model, tl if m.needs_hidden else None, dims, 'teacher')

@@ -4,10 +4,11 @@
 
 # %% ../nbs/09b_plots.ipynb #49d3f6a6
 from __future__ import annotations
-import math
+import io, math
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
+from .store import write_atomic
 from .methods.registry import methods
 from .config import settings_from_dict
 from .record import TEACHER
@@ -17,7 +18,7 @@ from .stats import as_record, label, seed_statistics, students
 from .finished import checkpoint_seed, load_models, load_results, run_test_set
 
 # %% auto #0
-__all__ = ['PLOTS', 'colour', 'plot_accuracy', 'plot_training_curves', 'plot_predictions', 'save_plots']
+__all__ = ['PLOTS', 'colour', 'plot_accuracy', 'plot_training_curves', 'plot_predictions', 'save_plots', 'save_figure']
 
 # %% ../nbs/09b_plots.ipynb #c7238b22
 def colour(name:str) -> str:
@@ -38,7 +39,7 @@ def plot_accuracy(res) -> plt.Figure:
         ax.axhline(np.mean(teacher), ls='--', color=colour(TEACHER), label=f"teacher ({np.mean(teacher):.2f}%)"); ax.legend()
     names = list(st['experiments'])
     ax.set_xticks(range(len(names)), [label(n) for n in names])
-    ax.set_xlim(-.5, len(names) - .5)
+    ax.set_xlim(-.5, max(len(names), 1) - .5)  # a run of the teacher alone has no student: an axis of width 1, not 0 (matplotlib warns)
     ax.set_ylabel('test accuracy (%)')
     ax.set_title(f"Test accuracy over {len(st['seeds'])} seed{'s' * (len(st['seeds']) > 1)}: dots are single runs, bars mean ± std")
     fig.tight_layout()
@@ -120,5 +121,12 @@ def save_plots(res, # a run's `RunRecord` (or its dict)
     rec, out = as_record(res), Path(out); out.mkdir(parents=True, exist_ok=True)
     grid = None if run is None else plot_predictions(run, n_images, seed, data)  # first: if it fails, no figure is left open
     figs = {f: plot(rec) for f, plot in PLOTS.items()} | ({} if grid is None else {'predictions.png': grid})
-    for f, fig in figs.items(): fig.savefig(out/f, dpi=dpi, bbox_inches='tight'); plt.close(fig)
+    for f, fig in figs.items(): save_figure(fig, out/f, dpi)
     return [out/f for f in figs]
+
+def save_figure(fig, path, dpi:int=120) -> Path:
+    "Write `fig` as a PNG file at `path` atomically (a full disk leaves the old file, and one line), and close it."
+    buf = io.BytesIO()
+    try: fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
+    finally: plt.close(fig)
+    return write_atomic(path, lambda f: f.write(buf.getbuffer()))

@@ -10,7 +10,7 @@ import numpy as np
 from dataclasses import dataclass
 from .commands import Command, RUN_FOLDER, report_folder
 from .params import param, positive_whole
-from .store import unwritable
+from .store import unwritable, write_json
 from .images import DataError
 from .methods.registry import BASELINE
 from .record import TEACHER, made_by, recorded_origin
@@ -63,7 +63,7 @@ def write_report(run, # a kd_run output folder
         raise ReportError(f"the run in {run} has no seed {seed}; its seeds are {', '.join(map(str, rec.seeds))}")
     if problem := unwritable(out): raise ReportError(f"cannot write the report: {problem}; choose another --out")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    if len(rec.seeds) >= 2: (out/'seeds.json').write_text(json.dumps({**seed_statistics(rec), 'run': recorded_origin(rec.to_dict()), 'made_by': made_by(command)}, indent=1))
+    if len(rec.seeds) >= 2: write_json({**seed_statistics(rec), 'run': recorded_origin(rec.to_dict()), 'made_by': made_by(command)}, out/'seeds.json')  # atomic: a full disk keeps the earlier file
     else: log("one seed only: no seeds.json (a confidence interval needs two or more seeds)")
     try: paths = save_plots(rec, out, run, data, seed, n_images)
     except (ValueError, OSError, RuntimeError, KeyError) as e:  # ValueError: ReportError, DataError (no checkpoints, no data)

@@ -19,7 +19,7 @@ from .store import save_atomic, fingerprint
 from .params import ConfigError
 from .methods.registry import get_method
 from .teachers import cached_teacher, teacher_key, TeacherCache
-from .training import fit
+from .training import fit, TrainingError
 from .config import Settings, settings_dict, settings_from_dict
 from .record import RunRecord, TEACHER, experiment_order, write_record, device_name, peak_rss_mb, provenance
 from .networks import CIFAR10_DIMS, make_teacher, make_student, run_layers, probe_layers, method_shapes, load_teacher, models_info
@@ -193,9 +193,13 @@ def _run(p:Plan) -> RunRecord:
     def train(name, model, objective, seed, teacher_outputs=None, extra=(), settings=s):
         if (done := rec.runs.get(name, {}).get(str(seed))) is not None: p.log(f"{name} (seed {seed}): done already, {done['accuracy']:.2f}%"); return
         t0 = time.perf_counter()
-        hist = fit(model, data, objective, teacher_outputs, settings, seed=seed, device=p.device,
-                   checkpoint=out/'checkpoints'/f'{name}_seed{seed}.pt' if out else None, fingerprint_extra=extra,
-                   name=name if len(p.seeds) == 1 else f'{name} seed {seed}', eval_every=p.eval_every, progress=p.progress, log=p.log)
+        try:
+            hist = fit(model, data, objective, teacher_outputs, settings, seed=seed, device=p.device,
+                       checkpoint=out/'checkpoints'/f'{name}_seed{seed}.pt' if out else None, fingerprint_extra=extra,
+                       name=name if len(p.seeds) == 1 else f'{name} seed {seed}', eval_every=p.eval_every, progress=p.progress, log=p.log)
+        except (OSError, TrainingError): raise
+        except Exception as e:  # work has begun: not a refusal (exit 2) but a failure (exit 1) that keeps what finished
+            raise TrainingError(f"{name} (seed {seed}) failed in training: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from e
         rec.runs.setdefault(name, {})[str(seed)] = {'accuracy': hist[-1]['test_accuracy'],
                                                    'seconds': round(time.perf_counter() - t0, 1), 'history': hist}
         save()

@@ -25,12 +25,25 @@ def _alive(pid:int) -> bool:
     except (OverflowError, ValueError, OSError): return False
     return True
 
+def _started(pid:int) -> int|None:
+    "When process `pid` started, in clock ticks since the machine booted (Linux); `None` where it cannot be told."
+    try: return int(Path(f'/proc/{pid}/stat').read_text().rpartition(')')[2].split()[19])
+    except (OSError, ValueError, IndexError): return None
+
+_HELD = set()  # the lock files this process holds now
+
 def lock_owner(path) -> dict|None:
-    "The `{'pid', 'host'}` in the lock file at `path`, or `None` if there is none or it says nothing readable."
+    "The `{'pid', 'host'}` (and `'started'`, where known) in the lock file at `path`, or `None` if there is none or it says nothing readable."
     try: d = json.loads(Path(path).read_text())
     except (OSError, ValueError): return None
     ok = isinstance(d, dict) and isinstance(d.get('pid'), int) and isinstance(d.get('host'), str)
-    return {'pid': d['pid'], 'host': d['host']} if ok else None
+    return {k: d[k] for k in ('pid', 'host', 'started') if k in d} if ok else None
+
+def _holds(owner:dict, path:Path) -> bool:
+    "Whether the process named in `owner` (of this host) still holds the lock `path`."
+    if owner['pid'] == os.getpid(): return path.resolve() in _HELD  # this process: a lock it does not hold is a dead run's (a container restarted, process 1 both times)
+    if not _alive(owner['pid']): return False
+    return owner.get('started') is None or owner['started'] == _started(owner['pid'])  # another process now has that id
 
 def _take(path, out, me, log):
     "Create the lock file `path` for `me`, taking over a dead process's; `ConfigError` if another process holds it."
@@ -46,12 +59,13 @@ def _take(path, out, me, log):
             if owner['host'] != me['host']:
                 raise ConfigError(f"{out} is in use by process {owner['pid']} on {owner['host']} (lock file {path}); wait for that run "
                                   "to end, or remove the lock file if it is gone")
-            if _alive(owner['pid']):
+            if _holds(owner, path):
                 raise ConfigError(f"{out} is in use by another run, process {owner['pid']} (lock file {path}); wait for it to end "
                                   "or choose another --out")
             log(f"taking over {path}: the run that held it (process {owner['pid']}) is no longer running")
             path.unlink(missing_ok=True); continue
         with os.fdopen(fd, 'w') as f: json.dump(me, f); f.flush(); os.fsync(f.fileno())
+        _HELD.add(path.resolve())
         return
     raise ConfigError(f"could not take {path}: other runs keep taking it; start one run at a time on {out}")
 
@@ -60,6 +74,7 @@ def folder_lock(out, # the run's output folder, made if missing
                 log=print):
     "Own the folder `out` while the block runs: a lock file with this process's id, removed at the end however the block ends."
     out, me = Path(out), {'pid': os.getpid(), 'host': socket.gethostname()}
+    if (started := _started(os.getpid())) is not None: me['started'] = started
     made = [p for p in (out, *out.parents) if not p.exists()]  # folders this makes, deepest first
     path, taken = out/LOCK, False
     try:
@@ -68,22 +83,25 @@ def folder_lock(out, # the run's output folder, made if missing
         pause_point('locked')  # where tests hold a run that owns its folder (nothing unless they ask)
         yield path
     finally:
-        if taken and lock_owner(path) == me: path.unlink(missing_ok=True)
+        if taken:
+            _HELD.discard(path.resolve())
+            if lock_owner(path) == me: path.unlink(missing_ok=True)
         for p in made:  # a refused or stopped run that wrote nothing leaves no empty folder behind
             try: p.rmdir()
             except OSError: break
 
 def _outputs(out:Path, names, seeds) -> list[Path]:
     "The files a run of the experiments `names` with `seeds` writes in `out`."
-    return [out/'results.json', *([out/'teacher.pt'] if TEACHER in names else []),
+    return [out/'results.json', out/'history.csv', *([out/'teacher.pt'] if TEACHER in names else []),
             *(out/'checkpoints'/f'{n}_seed{sd}.pt' for n in names for sd in (seeds[:1] if n == TEACHER else seeds))]
 
 def check_out(out, names, seeds, resume:bool=False):
     "Raise `ConfigError` unless a run of `names` with `seeds` can write its files in the folder `out`."
     out = Path(out)
     if problem := unwritable(out): raise ConfigError(f"cannot write the results: {problem}; choose another --out")
-    if (out/'checkpoints').exists() and not (out/'checkpoints').is_dir():
-        raise ConfigError(f"{out/'checkpoints'} is a file where kd_run keeps its checkpoints folder; move it away or choose another --out")
+    for sub in ('checkpoints', 'tensorboard'):  # the folders it writes into
+        if (out/sub).exists() and not (out/sub).is_dir():
+            raise ConfigError(f"{out/sub} is a file where kd_run keeps its {sub} folder; move it away or choose another --out")
     if folder := next((p for p in _outputs(out, names, seeds) if p.is_dir()), None):
         raise ConfigError(f"{folder} is a folder where kd_run writes a file; move it away or choose another --out")
     if (out/'results.json').exists() and not resume:

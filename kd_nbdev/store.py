@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_store.ipynb #2d0732ff
 from __future__ import annotations
-import hashlib, json, os, subprocess, tempfile, time
+import hashlib, io, json, os, subprocess, tempfile, time
 from pathlib import Path
 import kd_nbdev
 from . import __version__
@@ -21,11 +21,15 @@ def _fsync_folder(folder:Path):
     except OSError: pass
     finally: os.close(fd)
 
+_UMASK = os.umask(0o022); os.umask(_UMASK)  # the permissions a plain `open` gives a new file
+
 def write_atomic(path, write) -> Path:
-    "Call `write(file)` on a temporary file beside `path`, flush it to disk and rename it to `path`."
+    "Call `write(file)` on a temporary file of a unique name beside `path`, flush it to disk and rename it to `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')  # unique: two writers never share it
+    os.close(fd); tmp = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as `open` would make it, not mkstemp's owner-only
         with open(tmp, 'wb') as f:
             write(f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -39,7 +43,8 @@ def write_atomic(path, write) -> Path:
 def save_atomic(obj, path):
     "`torch.save` `obj` to `path` atomically, so `path` is never half-written."
     import torch  # here, not at the top: `kd_bench` uses this module's plain files and must not load PyTorch (it measures other processes' memory)
-    return write_atomic(path, lambda f: torch.save(obj, f))
+    buf = io.BytesIO(); torch.save(obj, buf)  # in memory first: a full disk inside torch.save is a RuntimeError ("unexpected pos"), a plain write's an OSError
+    return write_atomic(path, lambda f: f.write(buf.getbuffer()))
 
 def load_safely(path):
     "Load a file written by `save_atomic` without executing any pickled code."

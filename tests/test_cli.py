@@ -8,7 +8,7 @@ No test depends on how fast the machine is: a run that is to be stopped or raced
 (`KD_NBDEV_TEST_PAUSE`, see `kd_nbdev.store.pause_point`) and waits there until the test acts. The interruption
 tests carry the mark `interruption`; CI runs them again several times under CPU load.
 """
-import errno, json, os, pickle, shutil, signal, subprocess, sys, time
+import errno, io, json, os, pickle, shutil, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 import numpy as np
 import pytest
@@ -30,15 +30,34 @@ EXPERIMENTS = ['teacher', 'student_kd', 'student_cosine']
 RUN = ['--experiments', ','.join(EXPERIMENTS), *SMALL]  # about 10 s
 
 
-def kd_run(*args, cwd=None):
+def kd_run(*args, cwd=None, env=ENV):
     "Run kd_run to the end; return the finished process (stdout and stderr as text)."
-    return subprocess.run([*KD_RUN, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*KD_RUN, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
-def start(*args, cwd, stderr_path, pause=None):
+def default_signals():
+    """In the child, before kd_run starts: SIGINT and SIGTERM as a terminal's foreground job has them. A test started in
+    the background by a non-interactive shell (`nohup pytest ... &`, many CI runners) inherits SIGINT *ignored*, and so
+    would kd_run: the test's Ctrl-C would do nothing and the run would wait at its pause point for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+CHILDREN = []  # every kd_run started in the background: killed when its test ends, however it ends (`no_child_left`)
+
+def start(*args, cwd, stderr_path, pause=None, preexec_fn=default_signals):
     "Start kd_run in the background, its stderr going to a file; `pause=(point, marker)`: it waits at that point (see `paused`)."
     env = {**ENV, store.PAUSE_VARIABLE: f'{pause[0]}={pause[1]}'} if pause else ENV
-    return subprocess.Popen([*KD_RUN, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(stderr_path, 'w'))
+    with open(stderr_path, 'w') as err:
+        proc = subprocess.Popen([*KD_RUN, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec_fn)
+    CHILDREN.append(proc)
+    return proc
+
+@pytest.fixture(autouse=True)
+def no_child_left():
+    "No test leaves a kd_run behind: whatever the test did, every child it started still running is killed (a `finally`)."
+    yield
+    while CHILDREN:
+        proc = CHILDREN.pop()
+        if proc.poll() is None: proc.kill()
+        proc.wait()
 
 def paused(proc, marker, also=lambda: None):
     "Wait until the run started with `pause=(point, marker)` waits at its point: however slow the machine, it is there then."
@@ -109,7 +128,39 @@ def bad(tmp_path_factory):
     odd = DeepNN(); odd.features[7] = torch.nn.Conv2d(64, 30, 3, padding=1); odd.classifier[0] = torch.nn.Linear(1920, 512)
     torch.save(odd.state_dict(), d/'odd_teacher.pt')
     torch.save({'features.0.weight': torch.zeros(3)}, d/'not_deepnn.pt')
+    with zipfile.ZipFile(d/'huge.npz', 'w') as z:  # x_train's header declares 10**12 images; the file holds none
+        header = io.BytesIO(); np.lib.format.write_array_header_1_0(header, {'descr': '|u1', 'fortran_order': False, 'shape': (10**12, 32, 32, 3)})
+        z.writestr('x_train.npy', header.getvalue())
+        for k in ('y_train', 'x_test', 'y_test'): b = io.BytesIO(); np.save(b, arrays[k]); z.writestr(k + '.npy', b.getvalue())
+    labels = np.arange(20) % 10
+    for name, shape in (('tiny_2x2', (2, 2)), ('strip_1x1000', (1, 1000))):
+        x = np.zeros((20, *shape, 3), np.uint8)
+        np.savez(d/f'{name}.npz', x_train=x, y_train=labels, x_test=x, y_test=labels)
+    (d/'tv'/'cifar-10-batches-py').mkdir(parents=True)  # torchvision's folder, emptied (an interrupted download)
+    (d/'own_models.py').write_text(OWN_MODELS_PY)
     return d
+
+OWN_MODELS_PY = """
+from torch import nn
+from kd_nbdev.models import LightNN
+class _Out(nn.Module):
+    def __init__(self, num_classes, wrap): super().__init__(); self.net, self.wrap = LightNN(num_classes), wrap
+    def forward(self, x): return self.wrap(self.net(x))
+def tuple_out(num_classes=10): return _Out(num_classes, lambda y: (y, y))  # logits and features, as some models return
+def dict_out(num_classes=10): return _Out(num_classes, lambda y: {'logits': y})
+class _Pair(nn.Module):
+    def forward(self, x): return x, x
+class _TupleLayer(nn.Module):
+    def __init__(self, num_classes): super().__init__(); self.pair, self.fc = _Pair(), nn.Linear(3072, num_classes)
+    def forward(self, x): return self.fc(self.pair(x.flatten(1))[0])
+def tuple_layer(num_classes=10): return _TupleLayer(num_classes)
+def bn_student(num_classes=10):  # BatchNorm1d cannot train on a batch of one image
+    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, num_classes))
+"""
+
+def OWN_MODELS(folder) -> dict:
+    "The environment in which kd_run imports the models of `own_models.py` in `folder`."
+    return {**ENV, 'PYTHONPATH': os.pathsep.join(p for p in (str(folder), ENV.get('PYTHONPATH')) if p)}
 
 BAD = {  # case: (arguments, what the message must say)
     'missing data':         (['--data', '{bad}/missing.npz'], ['No file or folder', 'Give the path of an .npz file or of a folder of images']),
@@ -167,13 +218,28 @@ BAD = {  # case: (arguments, what the message must say)
     'unknown option':       (['--bogus'], ['unrecognized arguments: --bogus']),
     **{f'device {d}': (['--device', d], [f"device {d!r} is not supported", "use 'cpu' or 'cuda'"]) for d in ('meta', 'xpu', 'mps')},
     'device with a bad index': (['--device', 'cuda:x'], ["unknown device 'cuda:x'"]),
+    # sizes checked before anything is allocated; the data cut to --train-size before it is resized
+    'npz declaring 10**12 images': (['--data', '{bad}/huge.npz'], ['x_train declares (1000000000000, 32, 32, 3) uint8', 'the file is damaged']),
+    'image size 100000':    (['--image-size', '100000'], ['resizing 656 images to 100000x100000 needs', 'more than this machine has']),
+    # images the networks cannot take, models whose outputs are not one tensor
+    'image size 3':         (['--image-size', '3'], ['the teacher cannot be built for 3x3x3 images', '--image-size']),
+    'images of 2x2':        (['--data', '{bad}/tiny_2x2.npz'], ['the teacher cannot be built for 3x2x2 images']),
+    'images of 1x1000':     (['--data', '{bad}/strip_1x1000.npz'], ['the teacher cannot be built for 3x1x1000 images']),
+    'model returning a tuple': (['--experiments', 'teacher', '--teacher-model', 'own_models:tuple_out'], ['the teacher returns a tuple, not a tensor of class scores']),
+    'model returning a dict': (['--experiments', 'student_ce', '--student-model', 'own_models:dict_out'], ['the student returns a dict']),
+    'layer returning a tuple': (['--experiments', 'teacher,student_rkd', '--student-model', 'own_models:tuple_layer', '--student-layer', 'pair'],
+                                ["the student's layer 'pair' returns a tuple, not one tensor"]),
+    'student without parameters': (['--experiments', 'student_ce', '--student-model', 'torch.nn:Identity'], ['student_ce: the student has no trainable parameters']),
+    'damaged torchvision folder': (['--data', '{bad}/tv'], ['cifar-10-batches-py is damaged or incomplete', 'remove that folder']),
+    # an empty value is a malformed one
+    **{f'empty {o}': ([o, ''], [f"argument {o}: an empty value '' is refused"]) for o in ('--out', '--data', '--experiments', '--teacher', '--norm')},
 }
 
 @pytest.mark.parametrize('case', BAD, ids=[c.replace(' ', '_') for c in BAD])
 def test_bad_input_is_refused_before_training(case, bad, tmp_path):
     args, says = BAD[case]
     args = [a.replace('{bad}', str(bad)) for a in args]
-    p = kd_run('--data', 'sample', '--device', 'cpu', '--epochs', '1', '--train-size', '256', *args, '--out', 'out', cwd=tmp_path)
+    p = kd_run('--data', 'sample', '--device', 'cpu', '--epochs', '1', '--train-size', '256', '--out', 'out', *args, cwd=tmp_path, env=OWN_MODELS(bad))
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('kd_run: error: '), p.stderr  # no traceback, no training progress
@@ -285,6 +351,24 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(reference, tmp_path)
     no_leftovers(out)
 
 
+@pytest.mark.interruption
+def test_a_run_started_with_ctrl_c_ignored_keeps_it_ignored_and_stops_on_sigterm(reference, tmp_path):
+    "A background job of a non-interactive shell inherits SIGINT ignored: kd_run keeps the shell's convention, and SIGTERM still stops it cleanly."
+    out, marker = tmp_path/'run', tmp_path/'paused'
+    ignore_ctrl_c = lambda: (default_signals(), signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = start(*RUN, '--out', out, '--quiet', cwd=tmp_path, stderr_path=tmp_path/'stderr',
+                 pause=('checkpoint teacher_seed42 1', marker), preexec_fn=ignore_ctrl_c)
+    paused(proc, marker)
+    proc.send_signal(signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired): proc.wait(timeout=2)  # ignored, as the shell meant: still waiting at its point
+    assert marker.exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    said = one_line((tmp_path/'stderr').read_text())
+    assert said.startswith('kd_run: terminated (SIGTERM); no experiment had finished') and '--resume' in said, said
+    no_leftovers(out)
+
+
 # ## One run per folder
 
 @pytest.mark.interruption
@@ -390,6 +474,82 @@ def test_a_full_disk_stops_with_one_line_and_resume_finishes_exactly(reference, 
     assert ('teacher: resuming after epoch 3' if nth == 4 else 'student_kd: resuming after epoch 1') in p.stderr
     assert_same_runs(results(out), reference[1])
     no_leftovers(out)
+
+
+class FullDisk:
+    "An `open` whose files for writing take `room` bytes in all, then raise `OSError` ENOSPC (only for paths containing `only`)."
+    def __init__(self, room=1000, only=''): self.room, self.only = room, only
+    def __call__(self, path, mode='r', *a, **kw):
+        f = open(path, mode, *a, **kw)
+        return _Filling(f, self) if 'w' in mode and self.only in str(path) else f
+
+class _Filling:
+    def __init__(self, f, disk): self.f, self.disk = f, disk
+    def write(self, b):
+        b = memoryview(b).cast('B')
+        if len(b) > self.disk.room: self.f.write(b[:self.disk.room]); self.disk.room = 0; raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.disk.room -= len(b); return self.f.write(b)
+    def __getattr__(self, name): return getattr(self.f, name)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.f.close()
+
+def test_a_full_disk_inside_torch_save_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, one_thread):
+    "The disk fills while the teacher's first checkpoint is written by torch.save: one line naming the file, --resume, exit 1."
+    out = tmp_path/'run'
+    monkeypatch.setattr(store, 'open', FullDisk(1000, only='.pt'), raising=False)  # the store module's writes meet the full disk
+    with pytest.raises(SystemExit) as e: kd_run_here([*RUN, '--out', str(out), '--quiet'])
+    assert e.value.code == 1
+    said = one_line(capsys.readouterr().err)
+    assert said.startswith(f"kd_run: error: cannot write {out/'checkpoints'/'teacher_seed42.pt'}: No space left on device. "
+                           "The run stopped; no experiment had finished") and '--resume' in said, said
+    no_leftovers(out)
+
+def test_kd_report_and_kd_bench_on_a_full_disk_keep_their_earlier_files(reference, tmp_path, monkeypatch, capsys):
+    "A full disk while kd_report writes its plots, or kd_bench its JSON: one line, exit 1, the earlier files whole."
+    from kd_nbdev import benchmark
+    from kd_nbdev.results import kd_report
+    from kd_nbdev.benchmark import kd_bench
+    kd_report(['--run', str(reference[0]), '--out', str(tmp_path/'report')])
+    before = tree(tmp_path/'report'); capsys.readouterr()
+    monkeypatch.setattr(store, 'open', FullDisk(1000), raising=False)
+    with pytest.raises(SystemExit) as e: kd_report(['--run', str(reference[0]), '--out', str(tmp_path/'report')])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"kd_report: error: cannot write {tmp_path/'report'}") and 'No space left on device' in err[-1], err
+    assert tree(tmp_path/'report') == before  # every earlier file whole, no temporary one left
+    (tmp_path/'bench.json').write_text('{"ratio": 2.0}')
+    monkeypatch.setattr(benchmark, 'bench', lambda *a, **kw: {'ratio': 1.5})  # the comparison itself is not what is tested
+    with pytest.raises(SystemExit) as e: kd_bench(['--data', 'sample', '--out', str(tmp_path/'bench.json')])
+    assert e.value.code == 1
+    said = one_line(capsys.readouterr().err)
+    assert said.startswith(f"kd_bench: error: cannot write {tmp_path/'bench.json'} (No space left on device)"), said
+    assert (tmp_path/'bench.json').read_text() == '{"ratio": 2.0}' and not list(tmp_path.glob('*.tmp'))
+
+def test_an_error_raised_in_training_after_work_began_exits_1_and_says_how_to_resume(bad, tmp_path):
+    "A BatchNorm1d student meets a last batch of one image (65 = 64 + 1) after the teacher finished: exit 1, what is kept, --resume."
+    out = tmp_path/'run'
+    p = kd_run('--experiments', 'teacher,student_ce', '--student-model', 'own_models:bn_student', '--data', 'sample', '--device', 'cpu',
+               '--train-size', '65', '--test-size', '20', '--batch-size', '64', '--epochs', '1', '--out', out, '--quiet', env=OWN_MODELS(bad))
+    assert p.returncode == 1, p.stderr
+    said = one_line(p)
+    assert said.startswith('kd_run: error: student_ce (seed 42) failed in training: ValueError: Expected more than 1 value per channel'), said
+    assert f"finished experiments are kept in {out/'results.json'}" in said and '--resume' in said, said
+    assert list(results(out)['runs']) == ['teacher'] and (out/'teacher.pt').exists()
+
+@pytest.mark.parametrize('where', ['history.csv', 'tensorboard'])
+def test_an_output_path_in_the_way_is_refused_before_the_teacher_trains(where, tmp_path):
+    "history.csv as a folder, tensorboard as a file: found before any work, exit 2, nothing written."
+    out = tmp_path/'run'; out.mkdir()
+    (out/where).mkdir() if where == 'history.csv' else (out/where).write_text('')
+    p = kd_run('--experiments', 'teacher', *SMALL, '--out', out)
+    assert p.returncode == 2, p.stderr
+    assert one_line(p).startswith(f"kd_run: error: {out/where} is a {'folder where kd_run writes a file' if where == 'history.csv' else 'file where kd_run keeps its tensorboard folder'}")
+    assert sorted(q.name for q in out.iterdir()) == [where]
+
+def test_a_run_of_one_experiment_prints_no_warning(tmp_path):
+    "The teacher alone: no matplotlib warning about identical axis limits (nor any other) on stderr."
+    p = kd_run('--experiments', 'teacher', *SMALL[:-2], '--epochs', '1', '--out', tmp_path/'run', '--quiet')
+    assert p.returncode == 0 and p.stderr == '', p.stderr
 
 
 # ## Files that lie: the right format, the wrong structure

@@ -15,9 +15,24 @@ EXPERIMENTS = ['teacher', 'student_kd', 'student_cosine']
 RUN = ['--experiments', ','.join(EXPERIMENTS), '--data', 'sample', '--device', 'cpu', '--train-size', '256',
        '--test-size', '100', '--epochs', '2', '--batch-size', '127']  # 64 and 63 images: the processes' dropout draws differ
 
+LAUNCHED = []  # every torchrun started: its whole process group killed when the test ends (`no_process_left`)
+
 def torchrun(*args, env=ENV, **kw):
-    "Start `kd_run` in two processes (torchrun); return the launcher's process."
-    return subprocess.Popen([*TORCHRUN, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    "Start `kd_run` in two processes (torchrun), in a process group of their own; return the launcher's process."
+    proc = subprocess.Popen([*TORCHRUN, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)
+    LAUNCHED.append(proc)
+    return proc
+
+@pytest.fixture(autouse=True)
+def no_process_left():
+    "However the test ends, the launcher and its workers are gone after it (a `finally`): one killed rank must not leave the other waiting."
+    yield
+    while LAUNCHED:
+        proc = LAUNCHED.pop()
+        try: os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+        proc.communicate()
 
 def finished(proc, timeout=600):
     out, err = proc.communicate(timeout=timeout)

@@ -21,8 +21,11 @@ def pairwise_distances(features:torch.Tensor, # `(N, ...)`: one feature vector (
                       ) -> torch.Tensor:
     "`(N, N)` Euclidean distances between the flattened rows of `features`, zero on the diagonal."
     f = features.flatten(1)
-    sq = f.pow(2).sum(1)
-    d = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(eps).sqrt()
+    if f.dtype in (torch.float16, torch.bfloat16): f = f.float()  # 8 bits of mantissa cannot hold a difference of squares
+    f = f - f.mean(0, keepdim=True).detach()  # distances do not change under a shift; far from the origin, the Gram trick below loses them
+    with torch.autocast(f.device.type, enabled=False):  # not back to half precision inside an autocast region
+        sq = f.pow(2).sum(1)
+        d = (sq[:, None] + sq[None, :] - 2 * f @ f.T).clamp_min(eps).sqrt()
     return d * (1 - torch.eye(len(f), device=f.device, dtype=d.dtype))
 
 def relative_distances(d:torch.Tensor, eps:float=1e-12) -> torch.Tensor:
