@@ -20,7 +20,7 @@ from .record import RunRecord, TEACHER, summarize
 from .run import parse_experiments, check_request, check_device, check_seeds, run_experiments
 from .rundir import check_out
 from .distributed import start, stop, speaks
-from .models import default_device, resolve_precision
+from .models import default_device
 from .plots import save_plots
 
 # %% auto #0
@@ -130,8 +130,6 @@ def train_and_report(o:RunOptions, s, m, command:str='') -> RunRecord|None:
     device = o.device or default_device()
     w = start(device)  # under torchrun: join the other processes (one process: nothing happens)
     d = training_data(o)
-    if w.main: log(f"kd_run: data {d.source or d.path} ({len(d.x_train):,} training, {len(d.x_test):,} test images), "
-                   f"device {device}, precision {resolve_precision(s.precision, device)}, {torch.get_num_threads()} CPU threads")
     rec = run_experiments(d, request, s, seeds, o.out, o.teacher, o.resume, o.device, not o.quiet, log, command, o.eval_every)
     stop()
     if not w.main: return rec  # process 0 reports for all

@@ -185,6 +185,8 @@ def _run(p:Plan) -> RunRecord:
                     command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
                     models=models_info(s, data.dims), refused=p.refused, loading=loading_info(data),
                     provenance=provenance(SAMPLES.get(data.path, data.path)), **inputs)
+    p.log(f"data {data.source or data.path} ({len(data.y_train):,} training, {len(data.y_test):,} test images), device {p.device}, "
+          f"precision {p.precision}, {torch.get_num_threads()} CPU threads")  # once every check has passed: a refused run says only why
     t_start = time.perf_counter()
     def save():
         rec.total_seconds = round(time.perf_counter() - t_start + (old.total_seconds if old else 0), 1)

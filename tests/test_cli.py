@@ -552,6 +552,15 @@ def test_a_run_of_one_experiment_prints_no_warning(tmp_path):
     assert p.returncode == 0 and p.stderr == '', p.stderr
 
 
+def test_a_run_says_its_data_device_precision_and_threads_once_checked(tmp_path):
+    "One line when the work begins (after every check, so a refused run says only why): data, device, precision, threads."
+    p = kd_run('--experiments', 'teacher', *SMALL[:-2], '--epochs', '1', '--out', tmp_path/'run')
+    assert p.returncode == 0, p.stderr
+    said = [l for l in p.stderr.splitlines() if l.startswith('data ')]
+    assert len(said) == 1, p.stderr
+    for w in ('sample', '512 training, 200 test images', 'device cpu', 'precision ', 'CPU threads'): assert w in said[0], (w, said[0])
+
+
 # ## Files that lie: the right format, the wrong structure
 
 @pytest.mark.parametrize('content', ['[]', '{"runs": {"teacher": {"42": {"accuracy": "high"}}}, "seeds": [42]}',
