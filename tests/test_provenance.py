@@ -19,7 +19,7 @@ def test_results_json_says_where_its_numbers_came_from(tmp_path):
     # a ResNet-18 teacher compared at layer2 (16x16 maps) with LightNN's 8x8 features: the methods build adapters
     cmd = [sys.executable, '-c', 'from kd_nbdev.experiments import main; main()', '--data', 'sample', '--device', 'cpu',
            '--train-size', '128', '--test-size', '50', '--epochs', '1', '--teacher-model', 'resnet18', '--teacher-layer', 'layer2',
-           '--experiments', 'teacher,student_regressor,student_at', '--set', 'kd.T=3', '--out', tmp_path/'run', '--quiet']
+           '--experiments', 'teacher,student_ce,student_regressor,student_at', '--set', 'kd.T=3', '--out', tmp_path/'run', '--quiet']
     p = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, p.stderr
     rec = json.loads((tmp_path/'run'/'results.json').read_text())
