@@ -163,7 +163,8 @@ def load_data(data:str|Path|None=None, # an `.npz` file, a torchvision CIFAR-10 
               root:str|Path|None=None, # torchvision's folder, used (and downloaded into) when `data` is not given (default: `./data` if it has CIFAR-10, else `data_home()`)
               download:bool=True, # let torchvision download CIFAR-10 into `root` when nothing else is found
               image_size:int|None=None, # resize every image to this side (needed for class folders of mixed sizes)
-              train_size:int|None=None, test_size:int|None=None # keep only the first images of each split (cut before resizing)
+              train_size:int|None=None, # keep only the first training images (cut before resizing: only those kept are resized)
+              test_size:int|None=None # keep only the first test images (cut before resizing)
              ) -> ImageData:
     "Load images from `data`, `$KD_NBDEV_DATA`, torchvision's CIFAR-10 `root` folder, or torchvision's download."
     data = data or os.environ.get(DATA_ENV) or None
