@@ -185,6 +185,8 @@ def _run(p:Plan) -> RunRecord:
                     command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
                     models=models_info(s, data.dims), refused=p.refused, loading=loading_info(data),
                     provenance=provenance(SAMPLES.get(data.path, data.path)), **inputs)
+    kept = out/'teacher.pt' if out and p.resume and TEACHER in p.names and TEACHER in rec.runs and (out/'teacher.pt').exists() else None
+    kept = load_teacher(kept, s, data.dims) if kept else None  # read (and checked) before the work begins, like every input
     p.log(f"data {data.source or data.path} ({len(data.y_train):,} training, {len(data.y_test):,} test images), device {p.device}, "
           f"precision {p.precision}, {torch.get_num_threads()} CPU threads")  # once every check has passed: a refused run says only why
     t_start = time.perf_counter()
@@ -208,7 +210,7 @@ def _run(p:Plan) -> RunRecord:
 
     teacher = p.teacher
     if TEACHER in p.names:
-        if out and p.resume and (out/'teacher.pt').exists() and TEACHER in rec.runs: teacher = load_teacher(out/'teacher.pt', s, data.dims)
+        if kept is not None: teacher = kept
         else:
             rec.runs.pop(TEACHER, None)  # finished but stopped before teacher.pt was written: fit restores it from its checkpoint
             torch.manual_seed(p.seeds[0]); teacher = make_teacher(s, data.dims)
