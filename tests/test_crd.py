@@ -4,11 +4,10 @@ a run killed after its first epoch and resumed ends exactly as the uninterrupted
 Run with `pytest tests/test_crd.py` (about a minute on two cores). As in test_recipes.py, the run that is stopped waits
 at a named pause point (`KD_NBDEV_TEST_PAUSE`), so nothing depends on the machine's speed; it is killed with SIGKILL.
 """
-import json, signal, subprocess, time
+import json, subprocess
 from pathlib import Path
 import pytest
-from kd_nbdev import store
-from test_recipes import KD_RUN, ENV, _default_sigint
+from test_recipes import KD_RUN, ENV, kill_at_pause
 
 # tiny sizes: 256 images, 2 epochs, 64 negatives in banks of 16 numbers per image
 RUN = ['--data', 'sample', '--device', 'cpu', '--train-size', '256', '--test-size', '100', '--epochs', '2', '--batch-size', '64',
@@ -26,20 +25,7 @@ def test_crd_killed_after_an_epoch_resumes_exactly(tmp_path):
     assert whole.returncode == 0, whole.stderr
     rows = history(tmp_path/'whole')
     assert len(rows) == 2 and all(r['crd'] > 0 for r in rows)
-    marker = tmp_path/'paused'
-    env = {**ENV, store.PAUSE_VARIABLE: f'checkpoint student_crd_seed42 1={marker}'}
-    proc = subprocess.Popen([*KD_RUN, *RUN, '--quiet', '--out', tmp_path/'cut'], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=_default_sigint)
-    try:
-        deadline = time.monotonic() + 900  # a hang guard, not a speed bound
-        while not marker.exists():
-            assert proc.poll() is None, 'the run ended before its pause point'
-            assert time.monotonic() < deadline, 'the run never reached its pause point'
-            time.sleep(0.05)
-        proc.kill()
-        assert proc.wait(timeout=120) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None: proc.kill(); proc.wait()
+    kill_at_pause([*KD_RUN, *RUN, '--quiet', '--out', tmp_path/'cut'], 'checkpoint student_crd_seed42 1', tmp_path/'paused')
     again = subprocess.run([*KD_RUN, *RUN, '--out', tmp_path/'cut', '--resume'], env=ENV, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
     assert 'resuming after epoch 1' in again.stderr

@@ -24,20 +24,9 @@ RUN = ['--data', 'sample', '--device', 'cpu', '--train-size', '384', '--test-siz
 def _default_sigint(): signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def histories(out):
-    res = json.loads((Path(out)/'results.json').read_text())
-    return [{k: v for k, v in row.items() if 'seconds' not in k} for row in res['runs']['student_ce']['42']['history']]
-
-
-@pytest.mark.interruption
-def test_a_run_killed_mid_schedule_resumes_exactly(tmp_path):
-    whole = subprocess.run([*KD_RUN, *RUN, '--quiet', '--out', tmp_path/'whole'], env=ENV, capture_output=True, text=True, timeout=900)
-    assert whole.returncode == 0, whole.stderr
-    rows = histories(tmp_path/'whole')
-    assert len({r['lr'] for r in rows}) == 3  # the rate changed at each epoch: warm-up, then a milestone
-    marker = tmp_path/'paused'
-    env = {**ENV, store.PAUSE_VARIABLE: f'checkpoint student_ce_seed42 1={marker}'}
-    proc = subprocess.Popen([*KD_RUN, *RUN, '--quiet', '--out', tmp_path/'cut'], env=env, stdout=subprocess.DEVNULL,
+def kill_at_pause(cmd:list, point:str, marker:Path):
+    "Start `cmd`, wait until it reaches the named pause `point` (it then writes `marker` and waits), and SIGKILL it there."
+    proc = subprocess.Popen(cmd, env={**ENV, store.PAUSE_VARIABLE: f'{point}={marker}'}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 900  # a hang guard, not a speed bound
@@ -49,6 +38,20 @@ def test_a_run_killed_mid_schedule_resumes_exactly(tmp_path):
         assert proc.wait(timeout=120) == -signal.SIGKILL
     finally:
         if proc.poll() is None: proc.kill(); proc.wait()
+
+
+def histories(out):
+    res = json.loads((Path(out)/'results.json').read_text())
+    return [{k: v for k, v in row.items() if 'seconds' not in k} for row in res['runs']['student_ce']['42']['history']]
+
+
+@pytest.mark.interruption
+def test_a_run_killed_mid_schedule_resumes_exactly(tmp_path):
+    whole = subprocess.run([*KD_RUN, *RUN, '--quiet', '--out', tmp_path/'whole'], env=ENV, capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr
+    rows = histories(tmp_path/'whole')
+    assert len({r['lr'] for r in rows}) == 3  # the rate changed at each epoch: warm-up, then a milestone
+    kill_at_pause([*KD_RUN, *RUN, '--quiet', '--out', tmp_path/'cut'], 'checkpoint student_ce_seed42 1', tmp_path/'paused')
     again = subprocess.run([*KD_RUN, *RUN, '--out', tmp_path/'cut', '--resume'], env=ENV, capture_output=True, text=True, timeout=900)  # not quiet: it says where it resumes
     assert again.returncode == 0, again.stderr
     assert 'resuming after epoch 1' in again.stderr
