@@ -4,19 +4,16 @@ a run killed after its first epoch and resumed ends exactly as the uninterrupted
 Run with `pytest tests/test_crd.py` (about a minute on two cores). As in test_recipes.py, the run that is stopped waits
 at a named pause point (`KD_NBDEV_TEST_PAUSE`), so nothing depends on the machine's speed; it is killed with SIGKILL.
 """
-import json, subprocess
-from pathlib import Path
+import subprocess
 import pytest
-from test_recipes import KD_RUN, ENV, kill_at_pause
+from test_recipes import KD_RUN, ENV, kill_at_pause, histories
 
 # tiny sizes: 256 images, 2 epochs, 64 negatives in banks of 16 numbers per image
 RUN = ['--data', 'sample', '--device', 'cpu', '--train-size', '256', '--test-size', '100', '--epochs', '2', '--batch-size', '64',
        '--experiments', 'teacher,student_crd', '--set', 'crd.nce_k=64', '--set', 'crd.feat_dim=16']
 
 
-def history(out):
-    res = json.loads((Path(out)/'results.json').read_text())
-    return [{k: v for k, v in row.items() if 'seconds' not in k} for row in res['runs']['student_crd']['42']['history']]
+def history(out): return histories(out, 'student_crd')
 
 
 @pytest.mark.interruption

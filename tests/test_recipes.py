@@ -40,9 +40,10 @@ def kill_at_pause(cmd:list, point:str, marker:Path):
         if proc.poll() is None: proc.kill(); proc.wait()
 
 
-def histories(out):
+def histories(out, experiment:str='student_ce'):
+    "The seed-42 history of `experiment` in the run `out`, without its timings (which differ from run to run)."
     res = json.loads((Path(out)/'results.json').read_text())
-    return [{k: v for k, v in row.items() if 'seconds' not in k} for row in res['runs']['student_ce']['42']['history']]
+    return [{k: v for k, v in row.items() if 'seconds' not in k} for row in res['runs'][experiment]['42']['history']]
 
 
 @pytest.mark.interruption
