@@ -766,7 +766,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                  'kd_nbdev.stream.choose_loading': ('stream.html#choose_loading', 'kd_nbdev/stream.py'),
                                  'kd_nbdev.stream.first_test_images': ('stream.html#first_test_images', 'kd_nbdev/stream.py'),
                                  'kd_nbdev.stream.loading_info': ('stream.html#loading_info', 'kd_nbdev/stream.py'),
-                                 'kd_nbdev.stream.memory_mb': ('stream.html#memory_mb', 'kd_nbdev/stream.py'),
                                  'kd_nbdev.stream.stream_batches': ('stream.html#stream_batches', 'kd_nbdev/stream.py'),
                                  'kd_nbdev.stream.stream_folder': ('stream.html#stream_folder', 'kd_nbdev/stream.py')},
             'kd_nbdev.sweep': { 'kd_nbdev.sweep.SweepOptions': ('sweep.html#sweepoptions', 'kd_nbdev/sweep.py'),

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DataLoader
-from .images import ImageData, DataError, CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from .images import ImageData, DataError, memory_bytes, CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from .batches import normalize
 from .data import image_folder_files, _is_grey
 from .store import fingerprint
 
 # %% auto #0
-__all__ = ['ImageFiles', 'StreamedData', 'stream_folder', 'stream_batches', 'first_test_images', 'memory_mb', 'choose_loading',
-           'loading_info']
+__all__ = ['ImageFiles', 'StreamedData', 'stream_folder', 'stream_batches', 'first_test_images', 'choose_loading', 'loading_info']
 
 # %% ../nbs/00c_stream.ipynb #e2dd73ca
 class ImageFiles(Dataset):
@@ -142,11 +141,6 @@ def first_test_images(data, n:int=12) -> ImageData:
     return ImageData(x, data.y_test[:len(x)], x, data.y_test[:len(x)], data.classes, data.source, data.path, mean, std, data.norm, data.image_size)
 
 # %% ../nbs/00c_stream.ipynb #952217bf
-def memory_mb() -> float:
-    "The machine's physical memory in MB."
-    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**20
-    except (ValueError, OSError, AttributeError): return 8192.
-
 def _decoded_mb(path:Path, image_size:int|None) -> tuple[int, float]:
     "How many images the folder holds, and their size decoded as uint8, in MB (from the first image's size)."
     classes, train, test = image_folder_files(path)
@@ -166,7 +160,7 @@ def choose_loading(data, # `--data`: a folder of class folders streams; anything
     if stream == 'no' or (stream == 'auto' and not folder): return None
     if not folder: raise DataError(f"--stream yes reads a folder of class folders (train/ and test/ or val/), not {data or 'the default CIFAR-10'}; "
                                    "an .npz or torchvision's CIFAR-10 is read into memory (--stream auto)")
-    budget = memory_budget if memory_budget is not None else round(memory_mb() / 4)
+    budget = memory_budget if memory_budget is not None else round((memory_bytes() or 2**33) / 2**20 / 4)  # 8 GB where unknown
     n, mb = _decoded_mb(path, image_size)
     if stream == 'auto' and mb <= budget: return None
     why = 'asked (--stream yes)' if stream == 'yes' else f'{mb:.1f} MB of decoded images exceed the memory budget of {budget} MB'

@@ -82,7 +82,12 @@ def _screenshot(driver, path):
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 1000)
 
-MATH_PAGES = {'03_kd.html'}  # pages with formulas
+def _math_pages():
+    "Pages whose notebook has a display formula (`$$`)."
+    from kd_nbdev.dev.site import doc_pages
+    return {f'{n}.html' for n in doc_pages(NBS) if '$$' in (NBS/f'{n}.ipynb').read_text()}
+
+MATH_PAGES = _math_pages()
 # the docs chapter's screenshots (nbs/90_docs.ipynb shows them): `python tests/test_docs.py --copy-screenshots` copies them
 # from _screenshots/, where this test writes them, to nbs/images/
 DOC_SHOTS = {'index.html': 'docs_index.png', '05a_methods/01_dkd.html': 'docs_method.png', '95_api.html': 'docs_api.png'}
@@ -116,11 +121,17 @@ def visits(server, browser):
             plots=browser.execute_script(
                 "return [...document.querySelectorAll('.cell_output img')].filter(i => i.complete && i.naturalWidth > 0).length"))
         if page in MATH_PAGES:  # MathJax typesets after the page has loaded
-            WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.querySelector('mjx-container') !== null"),
+            WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+                "return [...document.querySelectorAll('.math')].every(e => e.querySelector('mjx-container') !== null)"
+                " && document.querySelector('mjx-container') !== null"),
                                              message=f'{page}: no formula typeset by MathJax 60 s after loading it')
         pages[page].update(browser.execute_script("""return {
             captions: [...document.querySelectorAll('.sidebar-tree .caption-text')].map(e => e.textContent.trim()),
             formulas: document.querySelectorAll('mjx-container').length,
+            // display formulas wider than the text column (a reader would have to scroll them sideways)
+            wide: [...document.querySelectorAll('mjx-container[display="true"]')]
+                  .filter(c => c.querySelector('mjx-math').getBoundingClientRect().width > c.clientWidth + 1)
+                  .map(c => c.textContent.slice(0, 60)),
             links: [...document.querySelectorAll('a[href]')].map(a => a.href),
             text: document.querySelector('article')?.innerText || ''};"""))
         if page == 'index.html': _screenshot(browser, SHOTS/'home.png')
@@ -268,7 +279,12 @@ def test_sidebar_has_sections(visits):
     assert visits['index.html']['captions'] == list(SECTIONS), visits['index.html']['captions']
 
 def test_formulas_are_rendered(visits):
+    assert {'03_kd.html', '05a_methods/11_crd.html'} <= MATH_PAGES, MATH_PAGES
     for page in MATH_PAGES: assert visits[page]['formulas'] > 0, f'{page}: no formula rendered by MathJax'
+
+def test_formulas_fit_the_text_column(visits):
+    wide = {page: visits[page]['wide'] for page in MATH_PAGES if visits[page]['wide']}
+    assert not wide, f'display formulas wider than the page\'s text column: {wide}'
 
 def test_method_chapters_show_their_import_path(looks):
     import re
