@@ -185,8 +185,8 @@ def _run(p:Plan) -> RunRecord:
                     command=p.command, eval_every=p.eval_every, epochs=s.epochs, experiment_names=p.names,
                     models=models_info(s, data.dims), refused=p.refused, loading=loading_info(data),
                     provenance=provenance(SAMPLES.get(data.path, data.path)), **inputs)
-    kept = out/'teacher.pt' if out and p.resume and TEACHER in p.names and TEACHER in rec.runs and (out/'teacher.pt').exists() else None
-    kept = load_teacher(kept, s, data.dims) if kept else None  # read (and checked) before the work begins, like every input
+    resumes_teacher = out and p.resume and TEACHER in p.names and TEACHER in rec.runs and (out/'teacher.pt').exists()
+    kept = load_teacher(out/'teacher.pt', s, data.dims) if resumes_teacher else None  # read (and checked) before the work begins, like every input
     p.log(f"data {data.source or data.path} ({len(data.y_train):,} training, {len(data.y_test):,} test images), device {p.device}, "
           f"precision {p.precision}, {torch.get_num_threads()} CPU threads")  # once every check has passed: a refused run says only why
     t_start = time.perf_counter()
