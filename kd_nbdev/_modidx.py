@@ -386,6 +386,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': 'http://loca
                                       'kd_nbdev.methods.crd._widths': ('05a_methods/crd.html#_widths', 'kd_nbdev/methods/crd.py'),
                                       'kd_nbdev.methods.crd.contrast_indices': ( '05a_methods/crd.html#contrast_indices',
                                                                                  'kd_nbdev/methods/crd.py'),
+                                      'kd_nbdev.methods.crd.contrast_scores': ( '05a_methods/crd.html#contrast_scores',
+                                                                                'kd_nbdev/methods/crd.py'),
                                       'kd_nbdev.methods.crd.nce_loss': ('05a_methods/crd.html#nce_loss', 'kd_nbdev/methods/crd.py'),
                                       'kd_nbdev.methods.crd.other_class_table': ( '05a_methods/crd.html#other_class_table',
                                                                                   'kd_nbdev/methods/crd.py')},

@@ -13,7 +13,8 @@ from .base import Objective, Shapes, Draws
 from .registry import Method, register
 
 # %% auto #0
-__all__ = ['CRD', 'contrast_indices', 'other_class_table', 'CRDConfig', 'Embed', 'nce_loss', 'ContrastiveRepresentation']
+__all__ = ['DENSE_ROWS', 'CRD', 'contrast_indices', 'other_class_table', 'CRDConfig', 'contrast_scores', 'Embed', 'nce_loss',
+           'ContrastiveRepresentation']
 
 # %% ../../nbs/05a_methods/11_crd.ipynb #a2b54862
 def contrast_indices(labels:torch.Tensor, # `(n,)`: the training set's labels
@@ -54,6 +55,20 @@ class CRDConfig:
     nce_k: int = param(16384, 'K: negatives drawn for each image, from the other classes', positive_whole)
     nce_t: float = param(0.07, 'τ: temperature of the scores', positive)
     nce_m: float = param(0.5, "m: momentum of the banks' update", fraction)
+
+# %% ../../nbs/05a_methods/11_crd.ipynb #0d88b4b0
+DENSE_ROWS = 32  # a bank with at most this many times a contrast set's rows is scored whole
+
+def contrast_scores(bank:torch.Tensor, # `(n, d)`: one side's memory bank, a row per training image
+                    e:torch.Tensor, # `(B, d)`: the batch's embeddings on the other side
+                    contrast:torch.Tensor, # `(B, 1+K)`: the bank's rows each image is compared with
+                    dense:bool|None=None # score the whole bank, then pick (`None`: when the bank is at most `DENSE_ROWS` contrast sets)
+                   ) -> torch.Tensor:
+    "`(B, 1+K)`: each embedding's dot products with its contrast set's rows of `bank`; no gradient reaches the bank."
+    bank = bank.detach()
+    if dense is None: dense = bank.shape[0] <= DENSE_ROWS * contrast.shape[1]
+    if dense: return (e @ bank.clone().T).gather(1, contrast)  # a copy: backward reads the bank, which the step updates in place
+    return torch.bmm(bank[contrast], e[:, :, None]).squeeze(2)  # the authors' way: the rows copied out, then scored
 
 # %% ../../nbs/05a_methods/11_crd.ipynb #522e12c0
 class Embed(nn.Module):
@@ -113,8 +128,8 @@ class ContrastiveRepresentation(Objective):
         idx = batch.idx.to(self.labels.device)
         contrast = contrast_indices(self.labels, idx, self.config.nce_k, self.draws.generator, self.others)
         n, tau = len(self.labels), self.config.nce_t
-        h_t = torch.bmm(self.memory_student[contrast].detach(), e_t[:, :, None]).squeeze(2).div(tau).exp()
-        h_s = torch.bmm(self.memory_teacher[contrast].detach(), e_s[:, :, None]).squeeze(2).div(tau).exp()
+        h_t = contrast_scores(self.memory_student, e_t, contrast).div(tau).exp()
+        h_s = contrast_scores(self.memory_teacher, e_s, contrast).div(tau).exp()
         with torch.no_grad():  # Z: n times the first batch's mean score, then constant
             self.z.copy_(torch.where(self.z < 0, torch.stack([h_s.mean(), h_t.mean()]) * n, self.z))
         loss = nce_loss(h_s / self.z[0], n) + nce_loss(h_t / self.z[1], n)
